@@ -1,0 +1,12 @@
+"""seg3d: the 2DPASS 3D encoder and its one shared preprocessing.
+
+`training`, `export` and `serve` all import this package; it never imports them, and it holds
+nothing of the 2D image encoder or the fusion branches (those live in `training`).
+
+- `seg3d.config`      typed model configuration (pydantic, loaded from YAML)
+- `seg3d.pointcloud`  validation of raw point arrays
+- `seg3d.preprocess`  crop, multi-scale voxelization, point features, neighbour and pooling tables
+- `seg3d.model`       the encoder with its two sparse-conv backends (`spconv`, `table`) and BN folding
+"""
+
+__version__ = "0.1.0"

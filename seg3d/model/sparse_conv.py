@@ -1,0 +1,163 @@
+"""Submanifold convolutions in two interchangeable implementations with one weight layout.
+
+Both store the kernel as spconv ≥ 2.2 does ("KRSC"): ``weight`` of shape
+``(C_out, k, k, k, C_in)`` with the kernel dims in the order of the index columns ``(z, y, x)``, and an
+optional ``bias`` ``(C_out,)``. A state dict therefore moves between them unchanged.
+
+- ``spconv``: `spconv.pytorch.SubMConv3d`, the reference. Its CPU build races when torch runs more
+  than one thread (about 0.1 % of output rows wrong, differently each run), so every call runs
+  under `single_thread` on CPU.
+- ``table``: Gather over the neighbour table (one zero row appended for missing neighbours), then one
+  MatMul with the kernel flattened to ``(27·C_in, C_out)``: the plugin-free form that exports to ONNX.
+
+The 1×1×1 kernel is the exception to "KRSC": spconv 2.3's 1×1 fast path multiplies by
+``weight.view(C_in, C_out)``, a reinterpretation of the ``(C_out, 1, 1, 1, C_in)`` memory rather
+than a transpose (spconv issue #556 is the same trap). Checkpoints trained with spconv carry that
+meaning, so the table conv reads the weight the same way; `one_by_one_matrix` is the single place
+that knows it, and a unit test pins it against spconv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = [
+    "WEIGHT_LAYOUT",
+    "Backend",
+    "TableSubMConv3d",
+    "gather_conv",
+    "make_subm_conv",
+    "one_by_one_matrix",
+    "single_thread",
+    "spconv_available",
+]
+
+Backend = Literal["table", "spconv"]
+
+#: Recorded in checkpoints and manifests; refuse other layouts instead of permuting silently.
+WEIGHT_LAYOUT = "KRSC: (C_out, k_z, k_y, k_x, C_in), spconv>=2.2"
+
+#: Upper bound on elements of one gathered ``(rows, 27·C_in)`` block; larger inputs are processed in
+#: row chunks so that memory stays bounded. ``None`` disables chunking (ONNX export wants one Gather).
+GATHER_CHUNK_ELEMENTS: int | None = 1 << 24
+
+
+def spconv_available() -> bool:
+    try:
+        import spconv.pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def single_thread(device: torch.device) -> Iterator[None]:
+    """Run the block with one torch thread on CPU (no-op on CUDA)."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def one_by_one_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """``(C_in, C_out)`` matrix of a ``(C_out, 1, 1, 1, C_in)`` kernel as spconv 2.3 applies it."""
+    c_out, c_in = weight.shape[0], weight.shape[-1]
+    return weight.reshape(c_in, c_out)
+
+
+def gather_conv(
+    x: torch.Tensor, neighbours: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Submanifold 3×3×3 convolution as Gather + MatMul.
+
+    Args:
+        x: ``(V, C_in)`` voxel features.
+        neighbours: ``(V, 27)`` rows into ``x``; the pad index ``V`` reads a zero row.
+        weight: ``(C_out, 3, 3, 3, C_in)`` in spconv's layout.
+        bias: optional ``(C_out,)``.
+    """
+    num, c_in = x.shape
+    taps = neighbours.shape[1]
+    flat = weight.permute(1, 2, 3, 4, 0).reshape(taps * c_in, weight.shape[0])
+    padded = torch.cat([x, x.new_zeros((1, c_in))])
+    limit = GATHER_CHUNK_ELEMENTS
+    if limit is None or num * taps * c_in <= limit:
+        out = padded[neighbours].reshape(num, taps * c_in) @ flat
+    else:
+        rows = max(1, limit // (taps * c_in))
+        out = torch.cat(
+            [
+                padded[neighbours[start : start + rows]].reshape(-1, taps * c_in) @ flat
+                for start in range(0, num, rows)
+            ]
+        )
+    return out if bias is None else out + bias
+
+
+class TableSubMConv3d(nn.Module):
+    """Submanifold conv on precomputed neighbour tables, parameter-compatible with spconv's."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> None:
+        super().__init__()
+        if kernel_size not in (1, 3):
+            raise ValueError(f"only kernel sizes 1 and 3 are used, got {kernel_size}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        k = kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, k, k, k, in_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Variance 1/fan-in (fan-in = k³·C_in): activations keep their scale through 24 convs, which
+        # keeps random-weight parity tests meaningful. Training inits both backends the same way.
+        fan_in = self.kernel_size**3 * self.in_channels
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -math.sqrt(3.0) * bound, math.sqrt(3.0) * bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, neighbours: torch.Tensor | None) -> torch.Tensor:
+        if self.kernel_size == 1:
+            out = x @ one_by_one_matrix(self.weight)
+            return out if self.bias is None else out + self.bias
+        if neighbours is None:
+            raise ValueError("a 3×3×3 table conv needs the neighbour table")
+        return gather_conv(x, neighbours, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+def make_subm_conv(
+    backend: Backend, in_channels: int, out_channels: int, kernel_size: int, bias: bool, indice_key: str
+) -> nn.Module:
+    """A submanifold conv of ``backend`` with parameters ``weight`` (and ``bias``) in KRSC layout."""
+    if backend == "table":
+        return TableSubMConv3d(in_channels, out_channels, kernel_size, bias=bias)
+    if backend == "spconv":
+        try:
+            import spconv.pytorch as spconv
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "backend 'spconv' needs spconv: pip install '.[cpu]' (or spconv-cu120 on a GPU host)"
+            ) from exc
+        return spconv.SubMConv3d(
+            in_channels, out_channels, kernel_size, bias=bias, indice_key=indice_key if kernel_size > 1 else None
+        )
+    raise ValueError(f"unknown backend {backend!r}; expected 'table' or 'spconv'")

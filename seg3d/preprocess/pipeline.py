@@ -1,0 +1,186 @@
+"""`prepare_inputs`: raw points → everything the encoder reads (one definition for all callers).
+
+Training, export and serving call this function and nothing else to turn a cloud into encoder
+inputs, so voxelization, point features and tables cannot differ between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from seg3d.config import ModelConfig
+from seg3d.pointcloud import check_points
+from seg3d.preprocess.tables import SegmentPool, build_segment_pool, neighbour_table
+from seg3d.preprocess.voxelize import ScaleVoxels, unique_voxels, voxelize
+
+__all__ = ["POINT_FEATURE_DIM", "ConvLevel", "EncoderInputs", "point_features", "prepare_inputs"]
+
+#: Width of the per-point input of the embedding: xyz, intensity, xyz − voxel mean, xyz − voxel corner.
+POINT_FEATURE_DIM = 10
+
+
+@dataclass(frozen=True)
+class ConvLevel:
+    """Tables of one resolution at which sparse convolutions run.
+
+    Attributes:
+        neighbours: ``(V, 27)`` neighbour rows (pad ``V``), shared by every 3×3×3 conv of the block.
+        context_inverse: ``(V,)`` row of each voxel's 2× context cell (coordinates // 2).
+        context_pool: mean of voxels into context cells.
+    """
+
+    neighbours: torch.Tensor
+    context_inverse: torch.Tensor
+    context_pool: SegmentPool
+
+    def to(self, device: torch.device | str) -> ConvLevel:
+        return ConvLevel(
+            self.neighbours.to(device), self.context_inverse.to(device), self.context_pool.to(device)
+        )
+
+
+@dataclass(frozen=True)
+class EncoderInputs:
+    """A prepared cloud (or batch of clouds): the encoder's whole input.
+
+    Attributes:
+        batch: ``(N,)`` int64 sample index of each point.
+        batch_size: number of samples.
+        features: ``(N, 10)`` float32 point features of the input embedding.
+        voxels: voxelization per scale (keys, ``(b, z, y, x)`` coords, point inverse, counts).
+        point_pool: mean of points into scale-1 voxels.
+        conv: tables per convolution resolution.
+        down_pools: ``(r_prev, r) → pool`` moving voxel values from ``r_prev`` to ``r`` as the mean
+            over points; absent where ``r_prev == r`` (the move is the identity).
+    """
+
+    batch: torch.Tensor
+    batch_size: int
+    features: torch.Tensor
+    voxels: dict[int, ScaleVoxels]
+    point_pool: SegmentPool
+    conv: dict[int, ConvLevel]
+    down_pools: dict[tuple[int, int], SegmentPool]
+
+    @property
+    def num_points(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def to(self, device: torch.device | str) -> EncoderInputs:
+        return EncoderInputs(
+            self.batch.to(device),
+            self.batch_size,
+            self.features.to(device),
+            {s: v.to(device) for s, v in self.voxels.items()},
+            self.point_pool.to(device),
+            {s: c.to(device) for s, c in self.conv.items()},
+            {k: p.to(device) for k, p in self.down_pools.items()},
+        )
+
+
+def point_features(points: torch.Tensor, scale1: ScaleVoxels, config: ModelConfig) -> torch.Tensor:
+    """The 10-D input of the embedding, as 2DPASS builds it.
+
+    ``[x, y, z, intensity] ‖ xyz − mean xyz of the point's scale-1 voxel ‖ xyz − voxel min corner``
+    (2DPASS calls the corner "center"; it is the corner).
+    """
+    xyz = points[:, :3]
+    sums = torch.zeros((scale1.num_voxels, 3), dtype=xyz.dtype, device=xyz.device)
+    sums.index_add_(0, scale1.inverse, xyz)
+    mean = sums / scale1.counts[:, None].to(xyz.dtype)
+    lows = torch.tensor([lo for lo, _ in config.grid.point_range], dtype=xyz.dtype, device=xyz.device)
+    interval = torch.tensor(config.grid.voxel_size(1), dtype=xyz.dtype, device=xyz.device)
+    cell_xyz = scale1.coords[:, [3, 2, 1]].to(xyz.dtype)[scale1.inverse]
+    corner = cell_xyz * interval + lows
+    return torch.cat([points[:, :4], xyz - mean[scale1.inverse], xyz - corner], dim=1)
+
+
+def _context_level(voxels: ScaleVoxels, width: int) -> tuple[torch.Tensor, SegmentPool]:
+    """2× context cells of the point branch: voxels grouped by ``coords // 2``."""
+    nx, ny, nz = voxels.cells
+    half = ((nx + 1) // 2, (ny + 1) // 2, (nz + 1) // 2)
+    coords = voxels.coords.to(torch.int64)
+    b, z, y, x = coords[:, 0], coords[:, 1] // 2, coords[:, 2] // 2, coords[:, 3] // 2
+    keys = ((b * half[0] + x) * half[1] + y) * half[2] + z
+    cells, order = unique_voxels(keys, voxels.scale * 2, half)
+    pool = build_segment_pool(
+        order, cells.inverse[order], voxels.num_voxels, cells.num_voxels, width, presorted=True
+    )
+    return cells.inverse, pool
+
+
+def _down_pool(fine: ScaleVoxels, coarse: ScaleVoxels, width: int) -> SegmentPool:
+    """Mean over points from ``fine`` voxels into ``coarse`` voxels as (child, parent) fragments."""
+    # Keyed parent-major, so the distinct pairs come out sorted by their target.
+    pairs = coarse.inverse * fine.num_voxels + fine.inverse
+    unique_pairs, pair_counts = torch.unique(pairs, sorted=True, return_counts=True)
+    parent = torch.div(unique_pairs, fine.num_voxels, rounding_mode="floor")
+    child = unique_pairs - parent * fine.num_voxels
+    return build_segment_pool(
+        child,
+        parent,
+        fine.num_voxels,
+        coarse.num_voxels,
+        width,
+        weight=pair_counts.to(torch.float64),
+        presorted=True,
+    )
+
+
+def prepare_inputs(
+    points: torch.Tensor, config: ModelConfig, batch: torch.Tensor | None = None
+) -> EncoderInputs:
+    """Voxelize a cloud and build every table the encoder needs.
+
+    Args:
+        points: ``(N, D >= 4)`` float, columns ``x, y, z, intensity`` in the model's intensity scale.
+            Points outside the grid are kept (clamped into border cells); crop beforehand with
+            `seg3d.preprocess.crop_mask` where 2DPASS would.
+        config: the model config (grid, scales, table widths).
+        batch: ``(N,)`` sample index for a batch of clouds; default one cloud.
+
+    Raises:
+        ValueError: malformed points or NaN/Inf coordinates (see `check_points`).
+    """
+    points = check_points(points)[:, :4]
+    device = points.device
+    n = points.shape[0]
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.int64, device=device)
+    elif batch.shape != (n,):
+        raise ValueError(f"batch must have shape ({n},), got {tuple(batch.shape)}")
+    batch = batch.to(device=device, dtype=torch.int64)
+    batch_size = int(batch.max()) + 1 if n else 1
+
+    enc = config.encoder
+    widths = config.tables
+    voxels, orders = voxelize(points[:, :3], batch, config.grid, enc.all_scales)
+    scale1 = voxels[1]
+    features = point_features(points, scale1, config)
+    point_pool = build_segment_pool(
+        orders[1],
+        scale1.inverse[orders[1]],
+        n,
+        scale1.num_voxels,
+        widths.point_pool_width,
+        presorted=True,
+    )
+    conv: dict[int, ConvLevel] = {}
+    for scale in sorted(set(enc.conv_scales)):
+        level = voxels[scale]
+        context_inverse, context_pool = _context_level(level, widths.voxel_pool_width)
+        conv[scale] = ConvLevel(
+            neighbour_table(level.coords, level.cells), context_inverse, context_pool
+        )
+    down_pools = {
+        (r_prev, r): _down_pool(voxels[r_prev], voxels[r], widths.voxel_pool_width)
+        for r_prev, r in zip(enc.conv_scales, enc.scale_list, strict=True)
+        if r_prev != r
+    }
+    return EncoderInputs(batch, batch_size, features, voxels, point_pool, conv, down_pools)
