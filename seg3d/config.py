@@ -59,9 +59,7 @@ class GridConfig(_Frozen):
 
     def voxel_size(self, scale: int = 1) -> tuple[float, float, float]:
         """Cell size in metres along x, y, z at ``scale``."""
-        return tuple(
-            (hi - lo) / n for (lo, hi), n in zip(self.point_range, self.cells(scale), strict=True)
-        )  # type: ignore[return-value]
+        return tuple((hi - lo) / n for (lo, hi), n in zip(self.point_range, self.cells(scale), strict=True))  # type: ignore[return-value]
 
 
 class InputConfig(_Frozen):

@@ -30,8 +30,7 @@ def check_points(points: torch.Tensor, min_columns: int = 4) -> torch.Tensor:
         bad = torch.nonzero(~finite).flatten()
         first = ", ".join(str(int(i)) for i in bad[:5])
         raise ValueError(
-            f"{bad.numel()} of {points.shape[0]} point rows contain NaN or Inf "
-            f"(first bad rows: {first})"
+            f"{bad.numel()} of {points.shape[0]} point rows contain NaN or Inf (first bad rows: {first})"
         )
     return points.to(torch.float32).contiguous()
 

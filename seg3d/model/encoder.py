@@ -16,13 +16,18 @@ checkpoint trained with either runs on the other.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from seg3d.config import ModelConfig
-from seg3d.model.sparse_conv import Backend, make_subm_conv, single_thread
+from seg3d.model.sparse_conv import Backend, make_subm_conv, run_spconv
 from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
+
+if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
+    from spconv.pytorch import SparseConvTensor
 
 __all__ = ["ContextMLP", "Encoder3D", "EncoderOutput", "InputEmbedding", "PointBranch", "ResidualBlock"]
 
@@ -53,8 +58,16 @@ class InputEmbedding(nn.Module):
 class ResidualBlock(nn.Module):
     """``LeakyReLU(BN(conv3(LeakyReLU(BN(conv3(x))))) + BN(conv1(x)))`` with submanifold convs."""
 
-    def __init__(self, hidden: int, backend: Backend, indice_key: str, slope: float, eps: float,
-                 momentum: float, folded: bool) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        backend: Backend,
+        indice_key: str,
+        slope: float,
+        eps: float,
+        momentum: float,
+        folded: bool,
+    ) -> None:
         super().__init__()
         self.slope = slope
         # Folded: each BN lives in its conv's weight and bias (see `seg3d.model.folding`).
@@ -71,14 +84,11 @@ class ResidualBlock(nn.Module):
         h = self.bn2(self.conv2(h, neighbours))
         return F.leaky_relu(h + identity, self.slope)
 
-    def forward_spconv(self, tensor):  # noqa: ANN001, ANN201 - spconv.SparseConvTensor in and out
-        with single_thread(tensor.features.device):
-            shortcut = self.shortcut(tensor)
-            h = self.conv1(tensor)
-        identity = self.bn_shortcut(shortcut.features)
+    def forward_spconv(self, tensor: SparseConvTensor) -> SparseConvTensor:
+        identity = self.bn_shortcut(run_spconv(self.shortcut, tensor).features)
+        h = run_spconv(self.conv1, tensor)
         h = h.replace_feature(F.leaky_relu(self.bn1(h.features), self.slope))
-        with single_thread(tensor.features.device):
-            h = self.conv2(h)
+        h = run_spconv(self.conv2, h)
         return h.replace_feature(F.leaky_relu(self.bn2(h.features) + identity, self.slope))
 
 
@@ -121,8 +131,16 @@ class PointBranch(nn.Module):
 
 
 class SPVBlock(nn.Module):
-    def __init__(self, index: int, hidden: int, backend: Backend, slope: float, eps: float,
-                 momentum: float, folded: bool) -> None:
+    def __init__(
+        self,
+        index: int,
+        hidden: int,
+        backend: Backend,
+        slope: float,
+        eps: float,
+        momentum: float,
+        folded: bool,
+    ) -> None:
         super().__init__()
         key = f"spv_{index}"
         self.voxel = nn.ModuleList(
@@ -144,8 +162,9 @@ class EncoderOutput:
 
     __slots__ = ("logits", "point_features", "voxel_features")
 
-    def __init__(self, logits: torch.Tensor, voxel_features: list[torch.Tensor],
-                 point_features: list[torch.Tensor]) -> None:
+    def __init__(
+        self, logits: torch.Tensor, voxel_features: list[torch.Tensor], point_features: list[torch.Tensor]
+    ) -> None:
         self.logits = logits
         self.voxel_features = voxel_features
         self.point_features = point_features
@@ -188,9 +207,7 @@ class Encoder3D(nn.Module):
             # Nothing to convolve; spconv would fail on an empty grid.
             hidden = self.config.encoder.hidden
             empty = inputs.features.new_zeros((0, self.config.num_classes))
-            return EncoderOutput(
-                empty, [], [inputs.features.new_zeros((0, hidden)) for _ in self.blocks]
-            )
+            return EncoderOutput(empty, [], [inputs.features.new_zeros((0, hidden)) for _ in self.blocks])
         if self.backend == "table":
             return self._forward_table(inputs)
         return self._forward_spconv(inputs)
@@ -231,9 +248,7 @@ class Encoder3D(nn.Module):
         point_features: list[torch.Tensor] = []
         for block, r_prev, r in zip(self.blocks, enc.conv_scales, enc.scale_list, strict=True):
             fine, coarse = inputs.voxels[r_prev], inputs.voxels[r]
-            tensor = spconv.SparseConvTensor(
-                x, fine.coords, fine.spatial_shape_zyx, inputs.batch_size
-            )
+            tensor = spconv.SparseConvTensor(x, fine.coords, fine.spatial_shape_zyx, inputs.batch_size)
             for residual in block.voxel:
                 tensor = residual.forward_spconv(tensor)
             v = tensor.features

@@ -22,10 +22,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
+    from spconv.pytorch import SparseConvTensor
 
 __all__ = [
     "WEIGHT_LAYOUT",
@@ -34,6 +37,7 @@ __all__ = [
     "gather_conv",
     "make_subm_conv",
     "one_by_one_matrix",
+    "run_spconv",
     "single_thread",
     "spconv_available",
 ]
@@ -68,6 +72,28 @@ def single_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def run_spconv(conv: nn.Module, tensor: SparseConvTensor) -> SparseConvTensor:
+    """Apply a spconv ``SubMConv3d`` the way the reference must run it.
+
+    On CPU: with one torch thread (spconv's CPU build races otherwise), and with the bias added
+    after the convolution, because spconv's CPU kernels refuse a fused bias ("cpu don't support act
+    and bias"), which every BN-folded conv has.
+    """
+    device = tensor.features.device
+    with single_thread(device):
+        if conv.bias is None or device.type != "cpu":
+            return conv(tensor)
+        out = conv._conv_forward(
+            conv.training,
+            tensor,
+            conv.weight,
+            None,
+            name=conv.name,
+            sparse_unique_name=conv._sparse_unique_name,
+        )
+    return out.replace_feature(out.features + conv.bias)
 
 
 def one_by_one_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -158,6 +184,10 @@ def make_subm_conv(
                 "backend 'spconv' needs spconv: pip install '.[cpu]' (or spconv-cu120 on a GPU host)"
             ) from exc
         return spconv.SubMConv3d(
-            in_channels, out_channels, kernel_size, bias=bias, indice_key=indice_key if kernel_size > 1 else None
+            in_channels,
+            out_channels,
+            kernel_size,
+            bias=bias,
+            indice_key=indice_key if kernel_size > 1 else None,
         )
     raise ValueError(f"unknown backend {backend!r}; expected 'table' or 'spconv'")

@@ -6,6 +6,9 @@ inputs, so voxelization, point features and tables cannot differ between them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -133,8 +136,25 @@ def _down_pool(fine: ScaleVoxels, coarse: ScaleVoxels, width: int) -> SegmentPoo
     )
 
 
+@contextmanager
+def _stage(timings: dict[str, float] | None, name: str, device: torch.device) -> Iterator[None]:
+    if timings is None:
+        yield
+        return
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings[name] = timings.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+
 def prepare_inputs(
-    points: torch.Tensor, config: ModelConfig, batch: torch.Tensor | None = None
+    points: torch.Tensor,
+    config: ModelConfig,
+    batch: torch.Tensor | None = None,
+    timings: dict[str, float] | None = None,
 ) -> EncoderInputs:
     """Voxelize a cloud and build every table the encoder needs.
 
@@ -144,43 +164,50 @@ def prepare_inputs(
             `seg3d.preprocess.crop_mask` where 2DPASS would.
         config: the model config (grid, scales, table widths).
         batch: ``(N,)`` sample index for a batch of clouds; default one cloud.
+        timings: if given, receives milliseconds per stage (``check``, ``voxelize``, ``features``,
+            ``neighbours``, ``pools``); on CUDA each stage is synchronised.
 
     Raises:
         ValueError: malformed points or NaN/Inf coordinates (see `check_points`).
     """
-    points = check_points(points)[:, :4]
     device = points.device
-    n = points.shape[0]
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.int64, device=device)
-    elif batch.shape != (n,):
-        raise ValueError(f"batch must have shape ({n},), got {tuple(batch.shape)}")
-    batch = batch.to(device=device, dtype=torch.int64)
-    batch_size = int(batch.max()) + 1 if n else 1
+    with _stage(timings, "check", device):
+        points = check_points(points)[:, :4]
+        n = points.shape[0]
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.int64, device=device)
+        elif batch.shape != (n,):
+            raise ValueError(f"batch must have shape ({n},), got {tuple(batch.shape)}")
+        batch = batch.to(device=device, dtype=torch.int64)
+        batch_size = int(batch.max()) + 1 if n else 1
 
     enc = config.encoder
     widths = config.tables
-    voxels, orders = voxelize(points[:, :3], batch, config.grid, enc.all_scales)
+    with _stage(timings, "voxelize", device):
+        voxels, orders = voxelize(points[:, :3], batch, config.grid, enc.all_scales)
     scale1 = voxels[1]
-    features = point_features(points, scale1, config)
-    point_pool = build_segment_pool(
-        orders[1],
-        scale1.inverse[orders[1]],
-        n,
-        scale1.num_voxels,
-        widths.point_pool_width,
-        presorted=True,
-    )
-    conv: dict[int, ConvLevel] = {}
-    for scale in sorted(set(enc.conv_scales)):
-        level = voxels[scale]
-        context_inverse, context_pool = _context_level(level, widths.voxel_pool_width)
-        conv[scale] = ConvLevel(
-            neighbour_table(level.coords, level.cells), context_inverse, context_pool
+    with _stage(timings, "features", device):
+        features = point_features(points, scale1, config)
+    with _stage(timings, "neighbours", device):
+        neighbours = {
+            s: neighbour_table(voxels[s].coords, voxels[s].cells) for s in sorted(set(enc.conv_scales))
+        }
+    with _stage(timings, "pools", device):
+        point_pool = build_segment_pool(
+            orders[1],
+            scale1.inverse[orders[1]],
+            n,
+            scale1.num_voxels,
+            widths.point_pool_width,
+            presorted=True,
         )
-    down_pools = {
-        (r_prev, r): _down_pool(voxels[r_prev], voxels[r], widths.voxel_pool_width)
-        for r_prev, r in zip(enc.conv_scales, enc.scale_list, strict=True)
-        if r_prev != r
-    }
+        conv: dict[int, ConvLevel] = {}
+        for scale, table in neighbours.items():
+            context_inverse, context_pool = _context_level(voxels[scale], widths.voxel_pool_width)
+            conv[scale] = ConvLevel(table, context_inverse, context_pool)
+        down_pools = {
+            (r_prev, r): _down_pool(voxels[r_prev], voxels[r], widths.voxel_pool_width)
+            for r_prev, r in zip(enc.conv_scales, enc.scale_list, strict=True)
+            if r_prev != r
+        }
     return EncoderInputs(batch, batch_size, features, voxels, point_pool, conv, down_pools)

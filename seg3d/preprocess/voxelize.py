@@ -125,7 +125,9 @@ def group_keys(keys: torch.Tensor) -> Grouping:
     return Grouping(unique, inverse, ends - starts, order)
 
 
-def unique_voxels(keys: torch.Tensor, scale: int, cells: tuple[int, int, int]) -> tuple[ScaleVoxels, torch.Tensor]:
+def unique_voxels(
+    keys: torch.Tensor, scale: int, cells: tuple[int, int, int]
+) -> tuple[ScaleVoxels, torch.Tensor]:
     """Group points by key into `ScaleVoxels`; also return the permutation sorting points by voxel."""
     g = group_keys(keys)
     coords = decode_keys(g.unique, cells).to(torch.int32)

@@ -1,0 +1,72 @@
+"""Helpers for tests and benchmarks: where the real scans are, and deterministic random weights."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seg3d.io import read_bin
+
+__all__ = ["RealScan", "randomize_batchnorm", "real_data_dir", "real_scans"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def real_data_dir() -> Path | None:
+    """The shared real-scan folder: ``$SEG3D_REAL_DATA``, else ``../shared/data/real`` beside the repo."""
+    env = os.environ.get("SEG3D_REAL_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(_REPO.parent / "shared" / "data" / "real")
+    for candidate in candidates:
+        if (candidate / "nuscenes").is_dir():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class RealScan:
+    """One real scan converted to ``[x, y, z, intensity]`` in the nuScenes intensity scale (0–255)."""
+
+    name: str
+    kind: str  # "nuscenes", "kitti" or "semantickitti"
+    path: Path
+    points: torch.Tensor
+
+
+def real_scans(kinds: tuple[str, ...] = ("nuscenes", "kitti", "semantickitti")) -> list[RealScan]:
+    """Every real ``.bin`` scan of the requested kinds (empty when the folder is absent).
+
+    KITTI-family remission (0–1) is scaled by 255 so that all scans share the nuScenes scale.
+    """
+    root = real_data_dir()
+    if root is None:
+        return []
+    found: list[RealScan] = []
+    patterns = {
+        "nuscenes": ("nuscenes/samples/LIDAR_TOP/*.pcd.bin", 5, 1.0),
+        "kitti": ("kitti/object/training/velodyne*/*.bin", 4, 255.0),
+        "semantickitti": ("semantickitti/sequences/*/velodyne/*.bin", 4, 255.0),
+    }
+    for kind in kinds:
+        pattern, columns, scale = patterns[kind]
+        for path in sorted(root.glob(pattern)):
+            data = torch.from_numpy(read_bin(path, columns)[:, :4].copy())
+            data[:, 3] *= scale
+            found.append(RealScan(f"{kind}/{path.name}", kind, path, data))
+    return found
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial statistics and affine terms, so folding is really tested."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.2, 0.2, generator=generator)
+                module.running_var.uniform_(0.5, 2.0, generator=generator)
+                module.weight.uniform_(0.8, 1.2, generator=generator)
+                module.bias.uniform_(-0.1, 0.1, generator=generator)

@@ -1,0 +1,51 @@
+"""The preprocessing benchmark measures what it claims: real scans, the right grid, all tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from seg3d.config import load_config
+from seg3d.preprocess import crop_mask, prepare_inputs
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "preprocess.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_preprocess", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_writes_consistent_report(tmp_path: Path, nuscenes_scans) -> None:
+    bench = _load_bench()
+    assert (
+        bench.main(["--iterations", "2", "--warmup", "1", "--machine", "test", "--out", str(tmp_path)]) == 0
+    )
+    report = json.loads((tmp_path / "preprocess-test.json").read_text())
+    assert report["machine"]["logical_cores"] >= 1
+    results = {r["scan"]: r for r in report["results"]}
+    assert any(name.startswith("nuscenes/") for name in results)
+    assert any(not name.startswith("nuscenes/") for name in results)
+    # The voxel counts it reports are those of the shared preprocessing on the cropped scan.
+    scan = nuscenes_scans[0]
+    config = load_config("nuscenes_full")
+    inputs = prepare_inputs(scan.points[crop_mask(scan.points[:, :3], config.grid)], config)
+    reported = results[scan.name]
+    assert reported["voxels_per_scale"] == {str(s): v.num_voxels for s, v in inputs.voxels.items()}
+    assert set(reported["stage_p50_ms"]) == {"check", "voxelize", "features", "neighbours", "pools"}
+    assert 0 < reported["min_ms"] <= reported["p50_ms"] <= reported["p95_ms"]
+    markdown = (tmp_path / "preprocess-test.md").read_text()
+    assert scan.name in markdown and "Target" in markdown
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bench_without_data_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    bench = _load_bench()
+    monkeypatch.setattr(bench, "real_scans", lambda kinds: [])
+    assert bench.main(["--out", str(tmp_path)]) == 2
+    assert "no real scans" in capsys.readouterr().err

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seg3d.io import read_bin
+from seg3d.pointcloud import check_points, to_model_intensity
+
+
+def test_check_points_shape_errors() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        check_points(torch.zeros(4))
+    with pytest.raises(ValueError, match="at least 4 columns"):
+        check_points(torch.zeros((2, 3)))
+
+
+def test_check_points_ignores_unused_columns() -> None:
+    points = torch.zeros((2, 5))
+    points[:, 4] = float("nan")  # e.g. a ring column nobody reads
+    assert check_points(points).shape == (2, 5)
+
+
+def test_kitti_remission_to_nuscenes_scale() -> None:
+    out = to_model_intensity(torch.tensor([0.0, 0.5, 1.0]), source_max=1.0, model_max=255.0)
+    assert out.tolist() == [0.0, 127.5, 255.0]
+    with pytest.raises(ValueError):
+        to_model_intensity(torch.zeros(1), 0.0, 1.0)
+
+
+def test_read_bin_names_the_file(tmp_path) -> None:
+    good = tmp_path / "a.bin"
+    np.arange(10, dtype=np.float32).tofile(good)
+    assert read_bin(good, 5).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"a\.bin: 40 bytes is not a multiple of 16"):
+        read_bin(good, 4)
+    with pytest.raises(FileNotFoundError, match=r"missing\.bin"):
+        read_bin(tmp_path / "missing.bin", 4)
