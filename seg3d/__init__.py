@@ -9,4 +9,12 @@ nothing of the 2D image encoder or the fusion branches (those live in `training`
 - `seg3d.model`       the encoder with its two sparse-conv backends (`spconv`, `table`) and BN folding
 """
 
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "seg3d needs PyTorch. Install with the CPU extra (pip install -e '.[cpu]', which pins the "
+        "torch==2.13.0 CPU build) or on a host that already has a CUDA build of torch."
+    ) from exc
+
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg3d.config import ModelConfig
+from seg3d.config import EncoderConfig, ModelConfig
 from seg3d.model.sparse_conv import Backend, make_subm_conv, run_spconv
 from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
 
@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
 __all__ = ["ContextMLP", "Encoder3D", "EncoderOutput", "InputEmbedding", "PointBranch", "ResidualBlock"]
 
 
-def _batch_norm(channels: int, eps: float, momentum: float, folded: bool) -> nn.Module:
-    return nn.Identity() if folded else nn.BatchNorm1d(channels, eps=eps, momentum=momentum)
+def _batch_norm(channels: int, enc: EncoderConfig, folded: bool) -> nn.Module:
+    return nn.Identity() if folded else nn.BatchNorm1d(channels, eps=enc.bn_eps, momentum=enc.bn_momentum)
 
 
 def _scatter_mean(values: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
@@ -58,25 +58,17 @@ class InputEmbedding(nn.Module):
 class ResidualBlock(nn.Module):
     """``LeakyReLU(BN(conv3(LeakyReLU(BN(conv3(x))))) + BN(conv1(x)))`` with submanifold convs."""
 
-    def __init__(
-        self,
-        hidden: int,
-        backend: Backend,
-        indice_key: str,
-        slope: float,
-        eps: float,
-        momentum: float,
-        folded: bool,
-    ) -> None:
+    def __init__(self, enc: EncoderConfig, backend: Backend, indice_key: str, folded: bool) -> None:
         super().__init__()
-        self.slope = slope
+        hidden = enc.hidden
+        self.slope = enc.leaky_slope
         # Folded: each BN lives in its conv's weight and bias (see `seg3d.model.folding`).
         self.conv1 = make_subm_conv(backend, hidden, hidden, 3, folded, indice_key)
-        self.bn1 = _batch_norm(hidden, eps, momentum, folded)
+        self.bn1 = _batch_norm(hidden, enc, folded)
         self.conv2 = make_subm_conv(backend, hidden, hidden, 3, folded, indice_key)
-        self.bn2 = _batch_norm(hidden, eps, momentum, folded)
+        self.bn2 = _batch_norm(hidden, enc, folded)
         self.shortcut = make_subm_conv(backend, hidden, hidden, 1, folded, indice_key)
-        self.bn_shortcut = _batch_norm(hidden, eps, momentum, folded)
+        self.bn_shortcut = _batch_norm(hidden, enc, folded)
 
     def forward_table(self, x: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         identity = self.bn_shortcut(self.shortcut(x, None))
@@ -95,14 +87,14 @@ class ResidualBlock(nn.Module):
 class ContextMLP(nn.Module):
     """``Linear(C→C/2) → LReLU → BN → Linear(C/2→C/2) → LReLU → BN → Linear(C/2→C) → LReLU``."""
 
-    def __init__(self, hidden: int, slope: float, eps: float, momentum: float, folded: bool) -> None:
+    def __init__(self, enc: EncoderConfig, folded: bool) -> None:
         super().__init__()
-        half = hidden // 2
-        self.slope = slope
+        hidden, half = enc.hidden, enc.hidden // 2
+        self.slope = enc.leaky_slope
         self.fc1 = nn.Linear(hidden, half)
-        self.bn1 = _batch_norm(half, eps, momentum, folded)
+        self.bn1 = _batch_norm(half, enc, folded)
         self.fc2 = nn.Linear(half, half)
-        self.bn2 = _batch_norm(half, eps, momentum, folded)
+        self.bn2 = _batch_norm(half, enc, folded)
         self.fc3 = nn.Linear(half, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,10 +106,11 @@ class ContextMLP(nn.Module):
 class PointBranch(nn.Module):
     """The point encoder of an SPV block (2DPASS ``point_encoder``)."""
 
-    def __init__(self, hidden: int, slope: float, eps: float, momentum: float, folded: bool) -> None:
+    def __init__(self, enc: EncoderConfig, folded: bool) -> None:
         super().__init__()
-        self.slope = slope
-        self.context = ContextMLP(hidden, slope, eps, momentum, folded)
+        hidden = enc.hidden
+        self.slope = enc.leaky_slope
+        self.context = ContextMLP(enc, folded)
         self.identity = nn.Linear(hidden, hidden)
         self.out1 = nn.Linear(2 * hidden, hidden)
         self.out2 = nn.Linear(hidden, hidden)
@@ -131,22 +124,13 @@ class PointBranch(nn.Module):
 
 
 class SPVBlock(nn.Module):
-    def __init__(
-        self,
-        index: int,
-        hidden: int,
-        backend: Backend,
-        slope: float,
-        eps: float,
-        momentum: float,
-        folded: bool,
-    ) -> None:
+    """Voxel branch (two residual blocks sharing indice key ``spv_<index>``) and point branch."""
+
+    def __init__(self, index: int, enc: EncoderConfig, backend: Backend, folded: bool) -> None:
         super().__init__()
         key = f"spv_{index}"
-        self.voxel = nn.ModuleList(
-            [ResidualBlock(hidden, backend, key, slope, eps, momentum, folded) for _ in range(2)]
-        )
-        self.point = PointBranch(hidden, slope, eps, momentum, folded)
+        self.voxel = nn.ModuleList([ResidualBlock(enc, backend, key, folded) for _ in range(2)])
+        self.point = PointBranch(enc, folded)
 
 
 class EncoderOutput:
@@ -187,12 +171,7 @@ class Encoder3D(nn.Module):
         self.backend: Backend = backend
         self.folded = folded
         self.embed = InputEmbedding(enc.hidden)
-        self.blocks = nn.ModuleList(
-            [
-                SPVBlock(i, enc.hidden, backend, enc.leaky_slope, enc.bn_eps, enc.bn_momentum, folded)
-                for i in range(len(enc.scale_list))
-            ]
-        )
+        self.blocks = nn.ModuleList([SPVBlock(i, enc, backend, folded) for i in range(len(enc.scale_list))])
         self.head = nn.Sequential(
             nn.Linear(enc.hidden * len(enc.scale_list), enc.head_hidden),
             nn.ReLU(),
