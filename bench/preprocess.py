@@ -5,6 +5,7 @@
 
 Each scan is cropped to its config's range first (as training and serving do), then
 `seg3d.preprocess.prepare_inputs` is timed end to end after warm-up, with its per-stage split.
+The per-scale work runs on ``torch.get_num_threads()`` threads (`seg3d.preprocess.parallel`).
 nuScenes sweeps use the nuScenes grid (`nuscenes_full`), KITTI/SemanticKITTI scans the
 SemanticKITTI grid (`semantickitti_small`); both are 0.1 m grids with scales 1–16.
 """
@@ -104,8 +105,8 @@ def render_markdown(report: dict) -> str:
         f"Target: ≤ {TARGET_MS:.0f} ms per nuScenes sweep on 2 cores.",
         "",
         "| scan | config | points (crop) | voxels s=1 / 2 / 4 / 8 / 16 | p50 ms | p95 ms | min ms |"
-        " voxelize | features | neighbours | pools |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " voxelize | features | tables |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         v = r["voxels_per_scale"]
@@ -114,7 +115,7 @@ def render_markdown(report: dict) -> str:
         lines.append(
             f"| {r['scan']} | {r['config']} | {r['points_in_crop']:,} | {voxels} | {r['p50_ms']:.1f} | "
             f"{r['p95_ms']:.1f} | {r['min_ms']:.1f} | {st['voxelize']:.1f} | {st['features']:.1f} | "
-            f"{st['neighbours']:.1f} | {st['pools']:.1f} |"
+            f"{st['tables']:.1f} |"
         )
     lines.append("")
     return "\n".join(lines)

@@ -36,3 +36,15 @@ def test_smoke_reports_wrong_format_clearly(tmp_path, capsys: pytest.CaptureFixt
 def test_unknown_config_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "--config", "nope"]) == 2
     assert "bundled configs" in capsys.readouterr().err
+
+
+def test_smoke_without_real_data_uses_a_synthetic_sweep(
+    monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import seg3d.cli
+
+    monkeypatch.setattr(seg3d.cli, "real_scans", lambda kinds: [])
+    assert main(["smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic ring sweep: 30,000 points" in out
+    assert out.rstrip().endswith("OK")

@@ -7,14 +7,16 @@ inputs, so voxelization, point features and tables cannot differ between them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from seg3d.config import ModelConfig
 from seg3d.pointcloud import check_points
+from seg3d.preprocess.parallel import parallel_map
 from seg3d.preprocess.tables import SegmentPool, build_segment_pool, neighbour_table
 from seg3d.preprocess.voxelize import ScaleVoxels, unique_voxels, voxelize
 
@@ -165,7 +167,7 @@ def prepare_inputs(
         config: the model config (grid, scales, table widths).
         batch: ``(N,)`` sample index for a batch of clouds; default one cloud.
         timings: if given, receives milliseconds per stage (``check``, ``voxelize``, ``features``,
-            ``neighbours``, ``pools``); on CUDA each stage is synchronised.
+            ``tables``: neighbour and pooling tables); on CUDA each stage is synchronised.
 
     Raises:
         ValueError: malformed points or NaN/Inf coordinates (see `check_points`).
@@ -188,26 +190,35 @@ def prepare_inputs(
     scale1 = voxels[1]
     with _stage(timings, "features", device):
         features = point_features(points, scale1, config)
-    with _stage(timings, "neighbours", device):
-        neighbours = {
-            s: neighbour_table(voxels[s].coords, voxels[s].cells) for s in sorted(set(enc.conv_scales))
-        }
-    with _stage(timings, "pools", device):
-        point_pool = build_segment_pool(
-            orders[1],
-            scale1.inverse[orders[1]],
-            n,
-            scale1.num_voxels,
-            widths.point_pool_width,
-            presorted=True,
+    conv_scales = sorted(set(enc.conv_scales))
+    moves = [(r_prev, r) for r_prev, r in zip(enc.conv_scales, enc.scale_list, strict=True) if r_prev != r]
+
+    def conv_level(scale: int) -> ConvLevel:
+        level = voxels[scale]
+        context_inverse, context_pool = _context_level(level, widths.voxel_pool_width)
+        return ConvLevel(neighbour_table(level.coords, level.cells), context_inverse, context_pool)
+
+    def down_pool(move: tuple[int, int]) -> SegmentPool:
+        return _down_pool(voxels[move[0]], voxels[move[1]], widths.voxel_pool_width)
+
+    def point_pool_table() -> SegmentPool:
+        order = orders[1]
+        return build_segment_pool(
+            order, scale1.inverse[order], n, scale1.num_voxels, widths.point_pool_width, presorted=True
         )
-        conv: dict[int, ConvLevel] = {}
-        for scale, table in neighbours.items():
-            context_inverse, context_pool = _context_level(voxels[scale], widths.voxel_pool_width)
-            conv[scale] = ConvLevel(table, context_inverse, context_pool)
-        down_pools = {
-            (r_prev, r): _down_pool(voxels[r_prev], voxels[r], widths.voxel_pool_width)
-            for r_prev, r in zip(enc.conv_scales, enc.scale_list, strict=True)
-            if r_prev != r
-        }
+
+    # Independent jobs, largest first so that the workers finish together.
+    jobs: list[tuple[tuple[object, ...], Callable[[], object]]] = [
+        (("conv", conv_scales[0]), partial(conv_level, conv_scales[0])),
+        (("point_pool",), point_pool_table),
+        *[(("down", move), partial(down_pool, move)) for move in moves],
+        *[(("conv", scale), partial(conv_level, scale)) for scale in conv_scales[1:]],
+    ]
+    with _stage(timings, "tables", device):
+        done = dict(
+            zip([key for key, _ in jobs], parallel_map(lambda job: job[1](), jobs, device), strict=True)
+        )
+    conv: dict[int, ConvLevel] = {scale: done[("conv", scale)] for scale in conv_scales}
+    point_pool: SegmentPool = done[("point_pool",)]
+    down_pools: dict[tuple[int, int], SegmentPool] = {move: done[("down", move)] for move in moves}
     return EncoderInputs(batch, batch_size, features, voxels, point_pool, conv, down_pools)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from seg3d.config import GridConfig
+from seg3d.preprocess.parallel import parallel_map
 
 __all__ = ["Grouping", "ScaleVoxels", "crop_mask", "group_keys", "quantize", "voxelize"]
 
@@ -141,10 +142,12 @@ def voxelize(
 
     Returns the voxels per scale and, per scale, the permutation that sorts the points by voxel.
     """
-    voxels: dict[int, ScaleVoxels] = {}
-    orders: dict[int, torch.Tensor] = {}
-    for scale in scales:
+
+    def one_scale(scale: int) -> tuple[ScaleVoxels, torch.Tensor]:
         cells = grid.cells(scale)
-        keys = voxel_keys(quantize(xyz, grid, scale), batch, cells)
-        voxels[scale], orders[scale] = unique_voxels(keys, scale, cells)
+        return unique_voxels(voxel_keys(quantize(xyz, grid, scale), batch, cells), scale, cells)
+
+    results = parallel_map(one_scale, list(scales), xyz.device)
+    voxels = {scale: r[0] for scale, r in zip(scales, results, strict=True)}
+    orders = {scale: r[1] for scale, r in zip(scales, results, strict=True)}
     return voxels, orders

@@ -37,7 +37,7 @@ def test_bench_writes_consistent_report(tmp_path: Path, nuscenes_scans) -> None:
     inputs = prepare_inputs(scan.points[crop_mask(scan.points[:, :3], config.grid)], config)
     reported = results[scan.name]
     assert reported["voxels_per_scale"] == {str(s): v.num_voxels for s, v in inputs.voxels.items()}
-    assert set(reported["stage_p50_ms"]) == {"check", "voxelize", "features", "neighbours", "pools"}
+    assert set(reported["stage_p50_ms"]) == {"check", "voxelize", "features", "tables"}
     assert 0 < reported["min_ms"] <= reported["p50_ms"] <= reported["p95_ms"]
     markdown = (tmp_path / "preprocess-test.md").read_text()
     assert scan.name in markdown and "Target" in markdown
