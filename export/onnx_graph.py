@@ -136,7 +136,9 @@ class _EncoderGraph:
         main = fragments(f"{name}_index", f"{name}_weight")
         extra = fragments(f"{name}_extra_index", f"{name}_extra_weight")
         every = g.op("Concat", [main, extra, zero], axis=0)
-        completed = g.op("ReduceSum", [g.op("Gather", [every, f"{name}_overflow_index"], axis=0), g.axes(1)], keepdims=0)
+        completed = g.op(
+            "ReduceSum", [g.op("Gather", [every, f"{name}_overflow_index"], axis=0), g.axes(1)], keepdims=0
+        )
         out = g.op("ScatterND", [main, f"{name}_overflow_target", completed])
         return g.cast(out, TensorProto.FLOAT16) if fp16 else out
 
@@ -167,7 +169,9 @@ class _EncoderGraph:
             ctx = g.op("Gather", [ctx, f"context_inverse_s{r_prev}"], axis=0)
             identity = self.leaky(self.linear(f, f"blocks.{i}.point.identity"))
             fused = g.op("Concat", [identity, ctx], axis=1)
-            out = self.linear(self.leaky(self.linear(fused, f"blocks.{i}.point.out1")), f"blocks.{i}.point.out2")
+            out = self.linear(
+                self.leaky(self.linear(fused, f"blocks.{i}.point.out1")), f"blocks.{i}.point.out2"
+            )
             if r_prev == r:
                 p, v_down = out, v
             else:

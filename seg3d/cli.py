@@ -18,7 +18,7 @@ from seg3d.io import read_bin
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.pointcloud import to_model_intensity
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import real_scans
+from seg3d.testing import real_scans, synthetic_sweep
 
 FORMATS = {"nuscenes": (5, 255.0), "kitti": (4, 1.0)}  # columns, intensity maximum of the file
 
@@ -57,12 +57,7 @@ def _load_scan(path: Path | None, fmt: str, config: ModelConfig) -> tuple[str, t
     if scans:
         return scans[0].name, scans[0].points
     # No data at hand: a synthetic ring-shaped sweep is enough to exercise the whole path.
-    g = torch.Generator().manual_seed(0)
-    angle = torch.rand(30_000, generator=g) * 2 * torch.pi
-    radius = 3 + torch.rand(30_000, generator=g) * 40
-    z = torch.rand(30_000, generator=g) * 3 - 2
-    points = torch.stack([radius * angle.cos(), radius * angle.sin(), z, torch.rand(30_000) * 255], 1)
-    return "synthetic ring sweep", points
+    return "synthetic ring sweep", synthetic_sweep()
 
 
 def smoke(config: ModelConfig, scan: Path | None, fmt: str) -> int:

@@ -71,9 +71,7 @@ def pool_names(config: ModelConfig) -> list[str]:
     enc = config.encoder
     names = ["pool_points"]
     names += [f"pool_context_s{s}" for s in sorted(set(enc.conv_scales))]
-    names += [
-        f"pool_down_s{a}_s{b}" for a, b in zip(enc.conv_scales, enc.scale_list, strict=True) if a != b
-    ]
+    names += [f"pool_down_s{a}_s{b}" for a, b in zip(enc.conv_scales, enc.scale_list, strict=True) if a != b]
     return names
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from seg3d.io import read_bin
 
-__all__ = ["RealScan", "randomize_batchnorm", "real_data_dir", "real_scans"]
+__all__ = ["RealScan", "randomize_batchnorm", "real_data_dir", "real_scans", "synthetic_sweep"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -70,3 +70,13 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
                 module.running_var.uniform_(0.5, 2.0, generator=generator)
                 module.weight.uniform_(0.8, 1.2, generator=generator)
                 module.bias.uniform_(-0.1, 0.1, generator=generator)
+
+
+def synthetic_sweep(num_points: int = 30_000, seed: int = 0) -> torch.Tensor:
+    """A ring-shaped stand-in sweep ``(N, 4)`` (x, y, z, intensity 0–255) for when no real scan is at hand."""
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(num_points, generator=g) * 2 * torch.pi
+    radius = 3 + torch.rand(num_points, generator=g) * 40
+    z = torch.rand(num_points, generator=g) * 3 - 2
+    intensity = torch.rand(num_points, generator=g) * 255
+    return torch.stack([radius * angle.cos(), radius * angle.sin(), z, intensity], dim=1)

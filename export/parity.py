@@ -1,0 +1,72 @@
+"""ONNX Runtime against the `spconv` PyTorch reference on real scans: the figures of the manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from seg3d.config import ModelConfig
+from seg3d.graph_inputs import graph_inputs
+from seg3d.model import Encoder3D
+from seg3d.preprocess import crop_mask, prepare_inputs
+from seg3d.testing import RealScan
+
+__all__ = ["ScanParity", "ort_session", "run_parity"]
+
+
+@dataclass(frozen=True)
+class ScanParity:
+    scan: str
+    points: int
+    argmax_agreement: float
+    label_agreement: float
+    max_abs_diff: float
+    max_abs_logit: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def ort_session(onnx_bytes: bytes, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def run_parity(
+    session,  # noqa: ANN001 - onnxruntime.InferenceSession
+    reference: Encoder3D,
+    config: ModelConfig,
+    scans: Iterable[RealScan],
+    progress: bool = True,
+) -> list[ScanParity]:
+    """Run the graph and the reference on each scan (cropped to the grid) and compare."""
+    results = []
+    scans = list(scans)
+    for scan in tqdm(scans, desc="parity vs spconv", unit="scan", disable=not progress):
+        points = scan.points[crop_mask(scan.points[:, :3], config.grid)]
+        inputs = prepare_inputs(points, config)
+        feeds = {name: t.cpu().numpy() for name, t in graph_inputs(inputs, config).items()}
+        logits, labels = session.run(["logits", "labels"], feeds)
+        with torch.no_grad():
+            expected = reference(inputs).numpy()
+        masked = expected.copy()
+        masked[:, config.ignore_index] = -np.inf
+        results.append(
+            ScanParity(
+                scan=scan.name,
+                points=int(points.shape[0]),
+                argmax_agreement=float((logits.argmax(1) == expected.argmax(1)).mean()),
+                label_agreement=float((labels == masked.argmax(1)).mean()),
+                max_abs_diff=float(np.abs(logits - expected).max()),
+                max_abs_logit=float(np.abs(expected).max()),
+            )
+        )
+    return results

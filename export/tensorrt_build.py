@@ -1,0 +1,133 @@
+"""Build a TensorRT engine from the exported ONNX graph (TensorRT 10.x and 11.x).
+
+Written against the documented Python API and its 10 → 11 breaks (`../shared/docs/export.md` §3):
+strongly typed network (the precision is the ONNX graph's own: TRT 11 removed the weak-typing
+``BuilderFlag.FP16``), flags taken from enum *names* (``STRONGLY_TYPED`` is 1 in TRT 10 and 0 in
+TRT 11), one optimization profile covering every dynamic input, a persistent timing cache, and
+``build_serialized_network`` (``build_engine`` is gone since TRT 10). The built engine is inspected
+to prove that no plugin layer was used.
+
+This module was not executed on this project's CI (no GPU, and PyPI's TensorRT builder wheels are
+stubs); `export/to_trt.py` calls it only when `tensorrt` imports and CUDA is available.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["TRT_API_NAMES", "TensorRTUnavailable", "build_engine", "tensorrt_status"]
+
+#: Every TensorRT Python name `build_engine` touches; `export/check_trt_api.py` looks each one up in
+#: a bindings wheel, so an API break between TensorRT versions shows without a GPU.
+TRT_API_NAMES = (
+    "Logger", "Builder", "NetworkDefinitionCreationFlag", "STRONGLY_TYPED", "create_network",
+    "OnnxParser", "parse_from_file", "num_errors", "get_error", "create_builder_config",
+    "set_memory_pool_limit", "MemoryPoolType", "WORKSPACE", "create_optimization_profile", "set_shape",
+    "add_optimization_profile", "num_inputs", "get_input", "create_timing_cache", "set_timing_cache",
+    "serialize", "build_serialized_network", "Runtime", "deserialize_cuda_engine",
+    "create_engine_inspector", "get_engine_information", "LayerInformationFormat", "JSON",
+)  # fmt: skip
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a CUDA device is missing."""
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """Whether an engine can be built here, and why not."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        return False, f"tensorrt is not importable ({exc})"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, "no CUDA device"
+    except ImportError:  # pragma: no cover - torch is always there in this project
+        return False, "torch is not importable"
+    import tensorrt as trt
+
+    return True, f"TensorRT {trt.__version__}"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are read by other users
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]],
+    timing_cache_path: Path,
+    workspace_bytes: int = 8 << 30,
+) -> dict[str, object]:
+    """Parse ``onnx_path``, build a strongly typed engine, write it and the timing cache atomically.
+
+    Returns facts for the manifest: TensorRT version, GPU, profile shapes, layer count and the
+    layer types found in the engine.
+    """
+    ok, why = tensorrt_status()
+    if not ok:
+        raise TensorRTUnavailable(why)
+    import tensorrt as trt
+    import torch
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    creation = trt.NetworkDefinitionCreationFlag
+    if hasattr(creation, "STRONGLY_TYPED"):
+        flags |= 1 << int(creation.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}:\n  {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        name = network.get_input(i).name
+        if name not in shapes:
+            raise KeyError(f"no profile shape for graph input {name!r}")
+        profile.set_shape(name, *shapes[name])
+    config.add_optimization_profile(profile)
+    cache_bytes = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError("TensorRT failed to build the engine (see the log above)")
+    _atomic_write(engine_path, bytes(plan))
+    _atomic_write(timing_cache_path, bytes(cache.serialize()))
+
+    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(plan))
+    inspector = engine.create_engine_inspector()
+    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    layers = info.get("Layers", [])
+    layer_types = sorted({str(layer.get("LayerType", "?")) for layer in layers if isinstance(layer, dict)})
+    plugins = [t for t in layer_types if "plugin" in t.lower()]
+    if plugins:
+        raise RuntimeError(f"the engine uses plugin layers {plugins}; the export must stay plugin-free")
+    return {
+        "tensorrt": trt.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+        "strongly_typed": bool(flags),
+        "layers": len(layers),
+        "layer_types": layer_types,
+        "profile": {name: [list(s) for s in triple] for name, triple in shapes.items()},
+    }

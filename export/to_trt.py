@@ -1,0 +1,281 @@
+"""Export the 3D encoder alone: plugin-free ONNX graph, manifest, and a TensorRT engine on GPU hosts.
+
+    python export/to_trt.py --checkpoint runs/demo/best.pt --out models/demo
+    python export/to_trt.py --config nuscenes_full --random-init --out /tmp/full --precision fp16
+    python export/to_trt.py --onnx models/demo/model.onnx        # build the engine later, on a GPU host
+
+Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder → fold
+BatchNorm → write the graph with dynamic point/voxel/table dims → `onnx.checker` and the TensorRT
+operator allowlist (export/trt_allowlist.yaml) → ONNX Runtime parity against the spconv PyTorch
+reference on the real scans in ../shared/data/real → model.engine when TensorRT and a GPU are
+present → manifest.json. Files are staged and moved into --out only when every step succeeded.
+Exit codes: 0 done, 2 bad input (missing/corrupt checkpoint, mismatched config, unwritable --out),
+3 a check failed (allowlist, parity below threshold, engine build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from export.allowlist import AllowlistViolation, check_graph
+from export.manifest import build_manifest, read_manifest, write_json_atomic
+from export.onnx_graph import build_encoder_graph
+from export.parity import ort_session, run_parity
+from export.profiles import profile_shapes
+from export.tensorrt_build import TensorRTUnavailable, build_engine, tensorrt_status
+from seg3d.checkpoint import CheckpointError, encoder_state_dict, file_sha256, load_checkpoint
+from seg3d.config import ModelConfig, bundled_configs, load_config
+from seg3d.model import Encoder3D, spconv_available
+from seg3d.model.folding import fold_state_dict
+from seg3d.testing import RealScan, real_scans, synthetic_sweep
+
+#: Minimum argmax agreement with the spconv reference, per precision (the Export issue's bar).
+PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
+
+
+class CheckFailed(RuntimeError):
+    """A verification step failed: nothing is written to --out."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python export/to_trt.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="training checkpoint (any mode) to export")
+    source.add_argument("--random-init", action="store_true", help="export an untrained model of --config")
+    source.add_argument("--onnx", type=Path, help="existing export: build only its TensorRT engine")
+    p.add_argument(
+        "--config",
+        help=f"bundled config ({', '.join(bundled_configs())}) or YAML path; with "
+        "--checkpoint it must match the checkpoint's own config",
+    )
+    p.add_argument("--out", type=Path, help="output folder (created); required unless --onnx")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16"],
+        default="fp32",
+        help="fp16 stores weights and runs convs/linears in float16; reductions stay float32",
+    )
+    p.add_argument(
+        "--onnx-only", action="store_true", help="skip the TensorRT engine even if TensorRT is present"
+    )
+    p.add_argument("--max-points", type=int, default=300_000, help="engine profile max points (default 300k)")
+    p.add_argument("--opt-points", type=int, default=35_000, help="engine profile opt points (default 35k)")
+    p.add_argument("--min-points", type=int, default=1_000, help="engine profile min points (default 1k)")
+    p.add_argument("--skip-parity", action="store_true", help="do not run the ONNX Runtime vs spconv check")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-init weights (default 0)")
+    p.add_argument("--workspace-gib", type=float, default=8.0, help="TensorRT builder workspace (default 8)")
+    return p
+
+
+def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, str, str, dict[str, str]]:
+    """The 3D encoder to export, its config, mode, a source description and input hashes."""
+    if args.random_init:
+        if not args.config:
+            raise ValueError("--random-init needs --config")
+        config = load_config(args.config)
+        torch.manual_seed(args.seed)
+        return Encoder3D(config, "table").eval(), config, "3d", f"random init, seed {args.seed}", {}
+    checkpoint = load_checkpoint(args.checkpoint)
+    config = checkpoint.model_config
+    if args.config:
+        wanted = load_config(args.config)
+        if wanted != config:
+            raise CheckpointError(
+                f"{args.checkpoint}: its config {config.name!r} does not match --config {wanted.name!r} "
+                "(omit --config to use the checkpoint's own)"
+            )
+    model = Encoder3D(config, "table")
+    try:
+        model.load_state_dict(encoder_state_dict(checkpoint), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{args.checkpoint}: 3D encoder weights do not fit its config: {exc}") from exc
+    hashes = {"checkpoint_sha256": file_sha256(args.checkpoint)}
+    return model.eval(), config, checkpoint.mode, f"checkpoint {args.checkpoint.name}", hashes
+
+
+def _parity_scans(config: ModelConfig) -> list[RealScan]:
+    """Real nuScenes and KITTI scans, intensity converted from 0–255 to the model's scale."""
+    scans = real_scans(("nuscenes", "kitti"))
+    scale = config.input.intensity_max / 255.0
+    converted = []
+    for scan in scans:
+        points = scan.points.clone()
+        points[:, 3] *= scale
+        converted.append(RealScan(scan.name, scan.kind, scan.path, points))
+    return converted
+
+
+def _check_parity(model: Encoder3D, config: ModelConfig, onnx_bytes: bytes, precision: str) -> dict[str, Any]:
+    if not spconv_available():
+        return {"status": "skipped", "reason": "spconv is not installed"}
+    scans = _parity_scans(config)
+    if not scans:
+        return {
+            "status": "skipped",
+            "reason": "no real scans found (../shared/data/real or $SEG3D_REAL_DATA)",
+        }
+    reference = Encoder3D(config, "spconv")
+    reference.load_state_dict(model.state_dict())
+    results = run_parity(ort_session(onnx_bytes), reference.eval(), config, scans)
+    worst = min(r.argmax_agreement for r in results)
+    threshold = PARITY_THRESHOLD[precision]
+    report = {
+        "status": "passed" if worst >= threshold else "failed",
+        "reference": "spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
+        "runtime": "onnxruntime CPUExecutionProvider",
+        "precision": precision,
+        "threshold_argmax_agreement": threshold,
+        "min_argmax_agreement": worst,
+        "max_abs_diff": max(r.max_abs_diff for r in results),
+        "scans": [r.as_dict() for r in results],
+    }
+    for r in results:
+        agreement, diff = r.argmax_agreement, r.max_abs_diff
+        print(f"  {r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
+    if worst < threshold:
+        raise CheckFailed(f"parity {worst:.4%} below {threshold:.1%} for {precision}")
+    return report
+
+
+def _reference_points(config: ModelConfig) -> torch.Tensor:
+    scans = _parity_scans(config)
+    nuscenes = [s for s in scans if s.kind == "nuscenes"]
+    if nuscenes:
+        return nuscenes[0].points
+    points = synthetic_sweep()
+    points[:, 3] *= config.input.intensity_max / 255.0
+    return points
+
+
+def _engine(
+    onnx_path: Path, engine_path: Path, model: onnx.ModelProto, config: ModelConfig, args: argparse.Namespace
+) -> dict[str, Any]:
+    shapes = profile_shapes(
+        model, config, _reference_points(config), args.min_points, args.opt_points, args.max_points
+    )
+    cache = engine_path.with_name("timing.cache")
+    info = build_engine(onnx_path, engine_path, shapes, cache, int(args.workspace_gib * (1 << 30)))
+    info["file"] = engine_path.name
+    info["sha256"] = file_sha256(engine_path)
+    info["profile_points"] = {"min": args.min_points, "opt": args.opt_points, "max": args.max_points}
+    return info
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
+
+
+def export(args: argparse.Namespace) -> Path:
+    if args.out is None:
+        raise ValueError("--out is required")
+    _check_out_dir(args.out)
+    model, config, mode, source, hashes = _load_model(args)
+    print(f"exporting {config.name} ({mode}, {source}) as {args.precision}")
+    folded = fold_state_dict(model.state_dict(), model)
+    graph = build_encoder_graph(folded, config, args.precision)
+    onnx.checker.check_model(graph, full_check=True)
+    try:
+        op_types = check_graph(graph)
+    except AllowlistViolation as exc:
+        raise CheckFailed(str(exc)) from exc
+    onnx_bytes = graph.SerializeToString()
+
+    staging = Path(tempfile.mkdtemp(dir=args.out, prefix=".export-"))
+    try:
+        onnx_path = staging / "model.onnx"
+        onnx_path.write_bytes(onnx_bytes)
+        hashes["onnx_sha256"] = file_sha256(onnx_path)
+        print(f"wrote graph: {len(graph.graph.node)} nodes, ops {', '.join(op_types)}")
+        parity = {"status": "skipped", "reason": "--skip-parity"} if args.skip_parity else None
+        if parity is None:
+            parity = _check_parity(model, config, onnx_bytes, args.precision)
+        engine = None
+        ok, why = tensorrt_status()
+        if args.onnx_only:
+            print("--onnx-only: no TensorRT engine built")
+        elif ok:
+            engine = _engine(onnx_path, staging / "model.engine", graph, config, args)
+        else:
+            print(
+                f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"
+                f"  python export/to_trt.py --onnx {args.out / 'model.onnx'}"
+            )
+        manifest = build_manifest(
+            config=config,
+            mode=mode,
+            random_init=bool(args.random_init),
+            precision=args.precision,
+            onnx_model=graph,
+            op_types=op_types,
+            hashes=hashes,
+            parity=parity,
+            engine=engine,
+            source=source,
+        )
+        write_json_atomic(staging / "manifest.json", manifest)
+        for name in ("model.onnx", "model.engine", "timing.cache", "manifest.json"):  # manifest last
+            if (staging / name).exists():
+                os.replace(staging / name, args.out / name)
+        if engine is None and (args.out / "model.engine").exists():
+            (args.out / "model.engine").unlink()  # a stale engine would not match the new graph
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"done: {args.out}/model.onnx, manifest.json" + (", model.engine" if engine else ""))
+    return args.out
+
+
+def build_from_onnx(args: argparse.Namespace) -> Path:
+    onnx_path: Path = args.onnx
+    manifest_path = onnx_path.with_name("manifest.json")
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX graph not found: {onnx_path}")
+    manifest = read_manifest(manifest_path)
+    config = ModelConfig.model_validate(manifest["model_config"])
+    model = onnx.load(str(onnx_path))
+    engine_path = onnx_path.with_name("model.engine")
+    ok, why = tensorrt_status()
+    if not ok:
+        raise TensorRTUnavailable(f"cannot build an engine here: {why}")
+    manifest["engine"] = _engine(onnx_path, engine_path, model, config, args)
+    manifest["versions"]["tensorrt"] = manifest["engine"]["tensorrt"]
+    write_json_atomic(manifest_path, manifest)
+    print(f"done: {engine_path}")
+    return engine_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.onnx is not None:
+            build_from_onnx(args)
+        else:
+            export(args)
+    except (FileNotFoundError, CheckpointError, PermissionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (CheckFailed, TensorRTUnavailable, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The training checkpoint format, shared by training (writes) and export (reads).
+
+A checkpoint is a ``torch.save`` of plain data only (tensors, dicts, lists, strings, numbers), so it
+loads with ``torch.load(weights_only=True)`` and never executes code:
+
+    {
+      "format": "ddata-checkpoint/1",
+      "mode": "3d" | "2dpass" | "2ddata",
+      "model_config": ModelConfig as a dict,
+      "weight_layout": WEIGHT_LAYOUT,
+      "state_dict": the whole training model; the 3D encoder's parameters under "encoder3d.",
+                    the 2D encoder, fusion/LOB and auxiliary heads under other prefixes,
+      "versions": {"torch": ..., "spconv": ...},
+      "training": {...}   # optimizer, scheduler, step, RNG states, metrics: the training loop's own
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import ValidationError
+
+from seg3d.config import ModelConfig
+from seg3d.model.sparse_conv import WEIGHT_LAYOUT
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "ENCODER_PREFIX",
+    "Checkpoint",
+    "CheckpointError",
+    "encoder_state_dict",
+    "file_sha256",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "ddata-checkpoint/1"
+ENCODER_PREFIX = "encoder3d."
+Mode = Literal["3d", "2dpass", "2ddata"]
+MODES: tuple[str, ...] = ("3d", "2dpass", "2ddata")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+@dataclass
+class Checkpoint:
+    mode: Mode
+    model_config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    weight_layout: str = WEIGHT_LAYOUT
+    versions: dict[str, str] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"torch": str(torch.__version__)}
+    try:
+        import spconv
+
+        versions["spconv"] = str(getattr(spconv, "__version__", "unknown"))
+    except ImportError:
+        pass
+    return versions
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` atomically: a crash never leaves a half-written file at ``path``."""
+    if checkpoint.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {checkpoint.mode!r}")
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "mode": checkpoint.mode,
+        "model_config": checkpoint.model_config.model_dump(mode="json"),
+        "weight_layout": checkpoint.weight_layout,
+        "state_dict": {k: v.detach().cpu() for k, v in checkpoint.state_dict.items()},
+        "versions": checkpoint.versions or _versions(),
+        "training": checkpoint.training,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are read by other users
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a readable checkpoint, unknown format or mode, another weight layout,
+            or an invalid model config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: expected format {CHECKPOINT_FORMAT!r}, found {found!r}")
+    if payload.get("mode") not in MODES:
+        raise CheckpointError(f"{path}: unknown mode {payload.get('mode')!r} (expected one of {MODES})")
+    if payload.get("weight_layout") != WEIGHT_LAYOUT:
+        raise CheckpointError(
+            f"{path}: weight layout {payload.get('weight_layout')!r} differs from {WEIGHT_LAYOUT!r}; "
+            "convert the checkpoint instead of loading it (a plain permute is wrong for 1×1×1 kernels)"
+        )
+    try:
+        config = ModelConfig.model_validate(payload["model_config"])
+    except (KeyError, ValidationError) as exc:
+        raise CheckpointError(f"{path}: invalid model_config: {exc}") from exc
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{path}: no state_dict")
+    return Checkpoint(
+        mode=payload["mode"],
+        model_config=config,
+        state_dict=state,
+        weight_layout=payload["weight_layout"],
+        versions=dict(payload.get("versions", {})),
+        training=dict(payload.get("training", {})),
+    )
+
+
+def encoder_state_dict(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
+    """The 3D encoder's parameters alone (prefix stripped); nothing of the 2D or fusion branches."""
+    state = {
+        k[len(ENCODER_PREFIX) :]: v for k, v in checkpoint.state_dict.items() if k.startswith(ENCODER_PREFIX)
+    }
+    if not state:
+        raise CheckpointError(f"checkpoint has no parameter under {ENCODER_PREFIX!r}")
+    return state
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
