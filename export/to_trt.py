@@ -32,7 +32,15 @@ from export.onnx_graph import build_encoder_graph
 from export.parity import ort_session, run_parity
 from export.profiles import profile_shapes
 from export.tensorrt_build import TensorRTUnavailable, build_engine, tensorrt_status
-from seg3d.checkpoint import CheckpointError, encoder_state_dict, file_sha256, load_checkpoint
+from seg3d.checkpoint import (
+    ENCODER_PREFIX,
+    Checkpoint,
+    CheckpointError,
+    encoder_state_dict,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
 from seg3d.config import ModelConfig, bundled_configs, load_config
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.model.folding import fold_state_dict
@@ -203,6 +211,12 @@ def export(args: argparse.Namespace) -> Path:
         onnx_path = staging / "model.onnx"
         onnx_path.write_bytes(onnx_bytes)
         hashes["onnx_sha256"] = file_sha256(onnx_path)
+        # The encoder's own weights (unfolded), for the torch and spconv serving backends.
+        weights = {ENCODER_PREFIX + k: v for k, v in model.state_dict().items()}
+        save_checkpoint(
+            staging / "encoder3d.pt", Checkpoint(mode=mode, model_config=config, state_dict=weights)
+        )
+        hashes["encoder3d_sha256"] = file_sha256(staging / "encoder3d.pt")
         print(f"wrote graph: {len(graph.graph.node)} nodes, ops {', '.join(op_types)}")
         parity = {"status": "skipped", "reason": "--skip-parity"} if args.skip_parity else None
         if parity is None:
@@ -231,14 +245,20 @@ def export(args: argparse.Namespace) -> Path:
             source=source,
         )
         write_json_atomic(staging / "manifest.json", manifest)
-        for name in ("model.onnx", "model.engine", "timing.cache", "manifest.json"):  # manifest last
+        for name in (
+            "model.onnx",
+            "encoder3d.pt",
+            "model.engine",
+            "timing.cache",
+            "manifest.json",
+        ):  # manifest last
             if (staging / name).exists():
                 os.replace(staging / name, args.out / name)
         if engine is None and (args.out / "model.engine").exists():
             (args.out / "model.engine").unlink()  # a stale engine would not match the new graph
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"done: {args.out}/model.onnx, manifest.json" + (", model.engine" if engine else ""))
+    print(f"done: {args.out}/model.onnx, encoder3d.pt, manifest.json" + (", model.engine" if engine else ""))
     return args.out
 
 

@@ -76,27 +76,26 @@ def test_onnxruntime_matches_the_torch_model_on_real_sweeps(
         assert (labels == masked.argmax(1)).mean() >= threshold
 
 
+def _apply_export_form(form, x: torch.Tensor) -> torch.Tensor:
+    """The export form's arithmetic exactly as the graph spells it."""
+    padded = torch.cat([x, torch.zeros(1, x.shape[1])])
+    main = (padded[form.index] * form.weight[..., None]).sum(1)
+    extra = (padded[form.extra_index] * form.extra_weight[..., None]).sum(1)
+    every = torch.cat([main, extra, torch.zeros(1, x.shape[1])])
+    out = main.clone()
+    out[form.overflow_target[:, 0]] = every[form.overflow_index].sum(1)
+    return out
+
+
 def test_export_pool_has_no_empty_dims_and_keeps_the_mean() -> None:
     x = torch.randn((6, 3))
-    # no overflow (width 4 >= fan-in) and no extra rows
+    # no overflow (width 4 >= fan-in) and no extra rows: one pad row and one no-op overflow row
     pool = build_segment_pool(torch.arange(6), torch.tensor([0, 0, 1, 1, 1, 2]), 6, 3, 4)
     form = export_pool(pool)
     assert form.extra_index.shape == (1, 4) and form.overflow_target.shape == (1, 1)
-    # evaluate the export form the way the graph does
-    padded = torch.cat([x, torch.zeros(1, 3)])
-    main = (padded[form.index] * form.weight[..., None]).sum(1)
-    extra = (padded[form.extra_index] * form.extra_weight[..., None]).sum(1)
-    every = torch.cat([main, extra, torch.zeros(1, 3)])
-    out = main.clone()
-    out[form.overflow_target[:, 0]] = every[form.overflow_index].sum(1)
-    torch.testing.assert_close(out, pool.apply(x))
+    torch.testing.assert_close(_apply_export_form(form, x), pool.apply(x))
     # with overflow: fan-in 5 over width 2
     pool = build_segment_pool(torch.arange(6), torch.tensor([0, 0, 0, 0, 0, 1]), 6, 2, 2)
-    form = export_pool(pool)
-    main = (padded[form.index] * form.weight[..., None]).sum(1)
-    extra = (padded[form.extra_index] * form.extra_weight[..., None]).sum(1)
-    every = torch.cat([main, extra, torch.zeros(1, 3)])
-    out = main.clone()
-    out[form.overflow_target[:, 0]] = every[form.overflow_index].sum(1)
+    out = _apply_export_form(export_pool(pool), x)
     torch.testing.assert_close(out, pool.apply(x))
     torch.testing.assert_close(out[0], x[:5].mean(0))

@@ -34,11 +34,13 @@ def test_random_init_export_writes_graph_and_manifest(tmp_path: Path, nuscenes_s
     out = tmp_path / "tiny"
     assert to_trt.main(["--config", "tiny", "--random-init", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["encoder3d.pt", "manifest.json", "model.onnx"]
+    assert load_checkpoint(out / "encoder3d.pt").model_config == load_config("tiny")
     assert "python export/to_trt.py --onnx" in printed  # how to build the engine on a GPU host
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["random_init"] is True and manifest["engine"] is None
     assert manifest["hashes"]["onnx_sha256"] == file_sha256(out / "model.onnx")
+    assert manifest["hashes"]["encoder3d_sha256"] == file_sha256(out / "encoder3d.pt")
     contract = manifest["input"]
     assert contract["columns"] == ["x", "y", "z", "intensity"] and contract["intensity_max"] == 255.0
     assert contract["crop_range"] == [[-50.0, 50.0], [-50.0, 50.0], [-4.0, 3.0]]

@@ -1,0 +1,181 @@
+"""Inference backends behind one interface: prepared cloud in, one label per point out.
+
+- ``tensorrt``: the exported engine on a CUDA device (only where TensorRT and a GPU exist);
+- ``onnxruntime``: the exported graph, CUDA provider when present, else CPU;
+- ``torch``: the `table` encoder in PyTorch, BatchNorm folded;
+- ``spconv``: the eager `spconv` reference (slow on CPU: one thread for its convolutions).
+
+``auto`` takes the first that can run here, in that order, and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from seg3d.checkpoint import encoder_state_dict, load_checkpoint
+from seg3d.config import ModelConfig
+from seg3d.graph_inputs import graph_inputs
+from seg3d.model import Encoder3D, fold_batchnorm, spconv_available
+from seg3d.preprocess import EncoderInputs
+
+__all__ = ["Backend", "BackendUnavailable", "choose_backend", "load_backend"]
+
+log = logging.getLogger("serve.backends")
+ORDER = ("tensorrt", "onnxruntime", "torch", "spconv")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run with this install, model folder or device."""
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+
+    def predict(self, inputs: EncoderInputs) -> np.ndarray:
+        """``(N,)`` int64 labels, never the ignore class."""
+        ...
+
+
+def _masked_argmax(logits: torch.Tensor, ignore_index: int) -> np.ndarray:
+    logits = logits.float().clone()
+    logits[:, ignore_index] = -torch.inf
+    return logits.argmax(dim=1).cpu().numpy()
+
+
+@dataclass
+class OnnxRuntimeBackend:
+    session: Any
+    config: ModelConfig
+    device: str
+    name: str = "onnxruntime"
+
+    @classmethod
+    def load(cls, model_dir: Path, config: ModelConfig, threads: int | None) -> OnnxRuntimeBackend:
+        import onnxruntime as ort
+
+        path = model_dir / "model.onnx"
+        if not path.is_file():
+            raise BackendUnavailable(f"{path} not found")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        session = ort.InferenceSession(str(path), options, providers=providers)
+        return cls(session, config, "cuda" if cuda else "cpu")
+
+    def predict(self, inputs: EncoderInputs) -> np.ndarray:
+        feeds = {k: v.cpu().numpy() for k, v in graph_inputs(inputs, self.config).items()}
+        (labels,) = self.session.run(["labels"], feeds)
+        return labels
+
+
+@dataclass
+class TorchBackend:
+    model: Encoder3D
+    config: ModelConfig
+    device: str
+    name: str
+
+    @classmethod
+    def load(cls, model_dir: Path, config: ModelConfig, kind: str) -> TorchBackend:
+        path = model_dir / "encoder3d.pt"
+        if not path.is_file():
+            raise BackendUnavailable(f"{path} not found (re-export the model with export/to_trt.py)")
+        if kind == "spconv" and not spconv_available():
+            raise BackendUnavailable("spconv is not installed")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = Encoder3D(config, "spconv" if kind == "spconv" else "table")
+        model.load_state_dict(encoder_state_dict(load_checkpoint(path)))
+        model = model.eval() if kind == "spconv" else fold_batchnorm(model.eval())
+        return cls(model.to(device), config, device, kind)
+
+    @torch.inference_mode()
+    def predict(self, inputs: EncoderInputs) -> np.ndarray:
+        return _masked_argmax(self.model(inputs.to(self.device)), self.config.ignore_index)
+
+
+@dataclass
+class TensorRTBackend:
+    """Runs ``model.engine`` with torch tensors as I/O (TensorRT 10/11 tensor-name API)."""
+
+    engine: Any
+    context: Any
+    config: ModelConfig
+    device: str = "cuda"
+    name: str = "tensorrt"
+
+    @classmethod
+    def load(cls, model_dir: Path, config: ModelConfig) -> TensorRTBackend:
+        path = model_dir / "model.engine"
+        if not path.is_file():
+            raise BackendUnavailable(f"{path} not found (build it with: python export/to_trt.py --onnx ...)")
+        try:
+            import tensorrt as trt
+        except ImportError as exc:
+            raise BackendUnavailable("tensorrt is not installed") from exc
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("no CUDA device")
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise BackendUnavailable(f"{path} does not load with TensorRT {trt.__version__} on this GPU")
+        return cls(engine, engine.create_execution_context(), config)
+
+    @torch.inference_mode()
+    def predict(self, inputs: EncoderInputs) -> np.ndarray:  # pragma: no cover - needs a GPU
+        import tensorrt as trt
+
+        named = {k: v.to("cuda").contiguous() for k, v in graph_inputs(inputs, self.config).items()}
+        for name, tensor in named.items():
+            self.context.set_input_shape(name, tuple(tensor.shape))
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        outputs = {}
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
+                shape = tuple(self.context.get_tensor_shape(name))
+                dtype = torch.int64 if name == "labels" else torch.float32
+                outputs[name] = torch.empty(shape, dtype=dtype, device="cuda")
+                self.context.set_tensor_address(name, outputs[name].data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return outputs["labels"].cpu().numpy()
+
+
+def load_backend(name: str, model_dir: Path, config: ModelConfig, threads: int | None = None) -> Backend:
+    """Load backend ``name``; raises `BackendUnavailable` with the reason when it cannot run here."""
+    if name == "tensorrt":
+        return TensorRTBackend.load(model_dir, config)
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend.load(model_dir, config, threads)
+    if name in ("torch", "spconv"):
+        return TorchBackend.load(model_dir, config, name)
+    raise BackendUnavailable(f"unknown backend {name!r}; choose from auto, {', '.join(ORDER)}")
+
+
+def choose_backend(
+    requested: str, model_dir: Path, config: ModelConfig, threads: int | None = None
+) -> Backend:
+    """The requested backend, or for ``auto`` the first of `ORDER` that loads, logging each reason."""
+    if requested != "auto":
+        return load_backend(requested, model_dir, config, threads)
+    reasons = []
+    for name in ORDER:
+        try:
+            backend = load_backend(name, model_dir, config, threads)
+        except BackendUnavailable as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        log.info("backend auto -> %s on %s (skipped: %s)", name, backend.device, "; ".join(reasons) or "none")
+        return backend
+    raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))

@@ -1,0 +1,32 @@
+"""Service settings: command-line flags override ``SEG_*`` environment variables override defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_MODEL_DIR", "BackendChoice", "ServeSettings"]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
+BackendChoice = Literal["auto", "tensorrt", "onnxruntime", "torch", "spconv"]
+
+
+class ServeSettings(BaseSettings):
+    """Everything the service reads at start-up (``SEG_MODEL``, ``SEG_BACKEND``, ``SEG_PORT`` …)."""
+
+    model_config = SettingsConfigDict(env_prefix="SEG_", extra="ignore")
+
+    model: Path = Field(DEFAULT_MODEL_DIR, description="export folder with manifest.json and model.onnx")
+    backend: BackendChoice = "auto"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_points: int = Field(2_000_000, ge=1, description="larger clouds get 413")
+    max_queue: int = Field(8, ge=1, description="requests admitted at once (running + waiting); more get 503")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503")
+    threads: int | None = Field(None, ge=1, description="CPU threads for inference (default: all)")
+    auth_token: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <token>'")
+    warmup_points: int = Field(20_000, ge=1, description="size of the synthetic warm-up cloud")
+    log_level: str = "info"

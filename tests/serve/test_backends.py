@@ -1,0 +1,45 @@
+"""Every backend that runs here gives the same labels for the same export and cloud."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from serve.backends import BackendUnavailable, choose_backend, load_backend
+from serve.manifest import load_manifest
+from serve.segmenter import Segmenter
+
+
+def test_cpu_backends_agree_on_a_real_sweep(tiny_export: Path, nuscenes_scans) -> None:
+    pytest.importorskip("spconv.pytorch")
+    _, config = load_manifest(tiny_export)
+    points = nuscenes_scans[1].points.numpy()
+    results = {}
+    for name in ("onnxruntime", "torch", "spconv"):
+        backend = load_backend(name, tiny_export, config)
+        assert backend.name == name and backend.device == "cpu"
+        results[name] = Segmenter(config, backend, 2_000_000).segment(points).labels
+    for name in ("torch", "spconv"):
+        agreement = float((results[name] == results["onnxruntime"]).mean())
+        assert agreement >= 0.999, (name, agreement)
+    assert results["onnxruntime"].min() >= 1
+
+
+def test_auto_skips_what_cannot_run_and_says_why(tiny_export: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, config = load_manifest(tiny_export)
+    with caplog.at_level(logging.INFO, logger="serve.backends"):
+        backend = choose_backend("auto", tiny_export, config)
+    assert backend.name == "onnxruntime"  # no engine in a CPU export
+    assert "tensorrt:" in caplog.text and "model.engine not found" in caplog.text
+
+
+def test_missing_backend_files_are_reported(tmp_path: Path, tiny_export: Path) -> None:
+    _, config = load_manifest(tiny_export)
+    with pytest.raises(BackendUnavailable, match=r"model\.onnx not found"):
+        load_backend("onnxruntime", tmp_path, config)
+    with pytest.raises(BackendUnavailable, match=r"encoder3d\.pt not found"):
+        load_backend("torch", tmp_path, config)
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        load_backend("tvm", tiny_export, config)

@@ -1,0 +1,44 @@
+"""docker-compose.yml and its Dockerfiles, checked by parsing (no Docker engine on CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_both_services_with_ready_healthchecks() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"gpu", "cpu"}
+    for name, service in services.items():
+        assert service["profiles"] == [name]
+        check = service["healthcheck"]
+        assert any("/v2/health/ready" in part for part in check["test"])
+        assert check["start_period"].endswith("s") and int(check["start_period"][:-1]) >= 60
+        assert service["environment"]["SEG_MODEL"] == "/models/demo"
+        dockerfile = ROOT / service["build"]["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
+
+
+def test_gpu_service_reserves_a_gpu_and_builds_the_engine() -> None:
+    gpu = _compose()["services"]["gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert gpu["environment"]["SEG_BACKEND"] == "tensorrt"
+    assert not any(v.endswith(":ro") for v in gpu["volumes"])  # the engine is written into the model folder
+    dockerfile = (ROOT / gpu["build"]["dockerfile"]).read_text()
+    assert "nvcr.io/nvidia/tensorrt" in dockerfile
+    entrypoint = (ROOT / "docker" / "gpu-entrypoint.sh").read_text()
+    assert "model.engine" in entrypoint and "export/to_trt.py --onnx" in entrypoint
+
+
+def test_cpu_service_has_no_gpu_reservation() -> None:
+    cpu = _compose()["services"]["cpu"]
+    assert "deploy" not in cpu and cpu["environment"]["SEG_BACKEND"] == "onnxruntime"
+    assert "download.pytorch.org/whl/cpu" in (ROOT / cpu["build"]["dockerfile"]).read_text()
