@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from seg3d.config import ModelConfig
+from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.testing import synthetic_sweep
 from serve.backends import BackendUnavailable, choose_backend
 from serve.manifest import load_manifest
@@ -112,10 +113,13 @@ def _load_and_warm(state: _State) -> None:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         manifest, config = load_manifest(settings.model)
-        backend = choose_backend(settings.backend, settings.model, config, settings.threads)
-        segmenter = Segmenter(config, backend, settings.max_points)
         warm = synthetic_sweep(settings.warmup_points).numpy()
         warm[:, 3] *= config.input.intensity_max / 255.0
+        probe = prepare_inputs(
+            torch.from_numpy(warm[crop_mask(torch.from_numpy(warm[:, :3]), config.grid)]), config
+        )
+        backend = choose_backend(settings.backend, settings.model, config, settings.threads, probe)
+        segmenter = Segmenter(config, backend, settings.max_points)
         start = time.perf_counter()
         segmenter.segment(warm)
         log.info(

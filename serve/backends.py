@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -164,18 +165,46 @@ def load_backend(name: str, model_dir: Path, config: ModelConfig, threads: int |
 
 
 def choose_backend(
-    requested: str, model_dir: Path, config: ModelConfig, threads: int | None = None
+    requested: str,
+    model_dir: Path,
+    config: ModelConfig,
+    threads: int | None = None,
+    probe: EncoderInputs | None = None,
 ) -> Backend:
-    """The requested backend, or for ``auto`` the first of `ORDER` that loads, logging each reason."""
+    """The requested backend; for ``auto`` the fastest that runs here.
+
+    ``auto`` loads every backend of `ORDER` that can run with this install, model folder and
+    device, times each on ``probe`` (a prepared warm-up cloud; two runs, the second counts) and
+    keeps the fastest. It logs the timings and why the others were skipped. Without a probe it
+    takes the first that loads.
+    """
     if requested != "auto":
         return load_backend(requested, model_dir, config, threads)
-    reasons = []
+    reasons: list[str] = []
+    loaded: list[Backend] = []
     for name in ORDER:
         try:
-            backend = load_backend(name, model_dir, config, threads)
+            loaded.append(load_backend(name, model_dir, config, threads))
         except BackendUnavailable as exc:
             reasons.append(f"{name}: {exc}")
-            continue
-        log.info("backend auto -> %s on %s (skipped: %s)", name, backend.device, "; ".join(reasons) or "none")
-        return backend
-    raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
+        if loaded and probe is None:
+            break
+    if not loaded:
+        raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
+    timings: dict[str, float] = {}
+    if probe is not None and len(loaded) > 1:
+        for backend in loaded:
+            backend.predict(probe)
+            start = time.perf_counter()
+            backend.predict(probe)
+            timings[backend.name] = (time.perf_counter() - start) * 1e3
+    best = min(loaded, key=lambda b: timings.get(b.name, 0.0))
+    measured = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items()) or "not measured"
+    log.info(
+        "backend auto -> %s on %s (warm-up timings: %s; unavailable: %s)",
+        best.name,
+        best.device,
+        measured,
+        "; ".join(reasons) or "none",
+    )
+    return best

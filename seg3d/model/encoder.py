@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seg3d.config import EncoderConfig, ModelConfig
-from seg3d.model.sparse_conv import Backend, make_subm_conv, run_spconv
+from seg3d.model.sparse_conv import Backend, TapPairs, make_subm_conv, run_spconv, tap_pairs
 from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
 
 if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
@@ -70,10 +70,12 @@ class ResidualBlock(nn.Module):
         self.shortcut = make_subm_conv(backend, hidden, hidden, 1, folded, indice_key)
         self.bn_shortcut = _batch_norm(hidden, enc, folded)
 
-    def forward_table(self, x: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    def forward_table(
+        self, x: torch.Tensor, neighbours: torch.Tensor, pairs: TapPairs | None = None
+    ) -> torch.Tensor:
         identity = self.bn_shortcut(self.shortcut(x, None))
-        h = F.leaky_relu(self.bn1(self.conv1(x, neighbours)), self.slope)
-        h = self.bn2(self.conv2(h, neighbours))
+        h = F.leaky_relu(self.bn1(self.conv1(x, neighbours, pairs)), self.slope)
+        h = self.bn2(self.conv2(h, neighbours, pairs))
         return F.leaky_relu(h + identity, self.slope)
 
     def forward_spconv(self, tensor: SparseConvTensor) -> SparseConvTensor:
@@ -170,6 +172,9 @@ class Encoder3D(nn.Module):
         self.config = config
         self.backend: Backend = backend
         self.folded = folded
+        # `table` only: compute the present taps instead of all 27 (the CPU fast path; same
+        # result). The exported graph always uses the dense gather, which TensorRT imports natively.
+        self.present_taps = False
         self.embed = InputEmbedding(enc.hidden)
         self.blocks = nn.ModuleList([SPVBlock(i, enc, backend, folded) for i in range(len(enc.scale_list))])
         self.head = nn.Sequential(
@@ -200,9 +205,10 @@ class Encoder3D(nn.Module):
         point_features: list[torch.Tensor] = []
         for block, r_prev, r in zip(self.blocks, enc.conv_scales, enc.scale_list, strict=True):
             level = inputs.conv[r_prev]
+            pairs = tap_pairs(level.neighbours) if self.present_taps else None
             v = x
             for residual in block.voxel:
-                v = residual.forward_table(v, level.neighbours)
+                v = residual.forward_table(v, level.neighbours, pairs)
             voxel_features.append(v)
             f = x + v
             context = block.point.context(level.context_pool.apply(f))[level.context_inverse]
@@ -248,4 +254,4 @@ class Encoder3D(nn.Module):
         return EncoderOutput(logits, voxel_features, point_features)
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend!r}, folded={self.folded}"
+        return f"backend={self.backend!r}, folded={self.folded}, present_taps={self.present_taps}"

@@ -99,3 +99,11 @@ def test_queue_full_answers_503(tiny_export: Path, monkeypatch: pytest.MonkeyPat
         worker.join(30)
         assert first["r"].status_code == 200
         assert 'seg_errors_total{code="queue_full",status="503"} 1.0' in client.get("/metrics").text
+
+
+def test_cli_refuses_a_folder_without_an_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from serve.__main__ import main
+
+    assert main(["--model", str(tmp_path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "has no manifest.json" in err and "export/to_trt.py" in err

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
+from seg3d.preprocess import prepare_inputs
 from serve.backends import BackendUnavailable, choose_backend, load_backend
 from serve.manifest import load_manifest
 from serve.segmenter import Segmenter
@@ -27,12 +29,22 @@ def test_cpu_backends_agree_on_a_real_sweep(tiny_export: Path, nuscenes_scans) -
     assert results["onnxruntime"].min() >= 1
 
 
-def test_auto_skips_what_cannot_run_and_says_why(tiny_export: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_measures_and_keeps_the_fastest(tiny_export: Path, nuscenes_scans, caplog) -> None:
     _, config = load_manifest(tiny_export)
+    probe = prepare_inputs(nuscenes_scans[0].points[:20_000], config)
     with caplog.at_level(logging.INFO, logger="serve.backends"):
-        backend = choose_backend("auto", tiny_export, config)
-    assert backend.name == "onnxruntime"  # no engine in a CPU export
-    assert "tensorrt:" in caplog.text and "model.engine not found" in caplog.text
+        backend = choose_backend("auto", tiny_export, config, probe=probe)
+    line = next(r.getMessage() for r in caplog.records if "backend auto ->" in r.getMessage())
+    assert "tensorrt: " in line and "model.engine not found" in line  # skipped, with the reason
+    timings = dict(re.findall(r"(onnxruntime|torch|spconv) (\d+) ms", line))
+    assert {"onnxruntime", "torch"} <= set(timings)
+    fastest = min(timings, key=lambda name: int(timings[name]))
+    assert backend.name == fastest or int(timings[backend.name]) == int(timings[fastest])
+
+
+def test_auto_without_probe_takes_the_first_that_loads(tiny_export: Path) -> None:
+    _, config = load_manifest(tiny_export)
+    assert choose_backend("auto", tiny_export, config).name == "onnxruntime"  # no engine in a CPU export
 
 
 def test_missing_backend_files_are_reported(tmp_path: Path, tiny_export: Path) -> None:
