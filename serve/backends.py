@@ -96,6 +96,8 @@ class TorchBackend:
         model = Encoder3D(config, "spconv" if kind == "spconv" else "table")
         model.load_state_dict(encoder_state_dict(load_checkpoint(path)))
         model = model.eval() if kind == "spconv" else fold_batchnorm(model.eval())
+        if kind == "torch" and device == "cpu":
+            model.present_taps = True  # the CPU fast path: only the neighbours that exist
         return cls(model.to(device), config, device, kind)
 
     @torch.inference_mode()

@@ -143,7 +143,7 @@ class EncoderOutput:
         voxel_features: per block ``i``, its voxel-branch output ``V_i`` at resolution ``r_prev``
             (``(V_{r_prev}, C)``), what 2DPASS calls ``layer_i``; gather it to points with
             ``inputs.voxels[r_prev].inverse``.
-        point_features: per block, ``(N, C)`` point features fed to the head.
+        point_features: per block, ``(N, C)`` point features fed to the head (kept on request).
     """
 
     __slots__ = ("logits", "point_features", "voxel_features")
@@ -184,25 +184,27 @@ class Encoder3D(nn.Module):
         )
 
     def forward(self, inputs: EncoderInputs) -> torch.Tensor:
-        return self.forward_features(inputs).logits
+        return self.forward_features(inputs, keep_point_features=False).logits
 
-    def forward_features(self, inputs: EncoderInputs) -> EncoderOutput:
+    def forward_features(self, inputs: EncoderInputs, keep_point_features: bool = True) -> EncoderOutput:
+        """Logits and the intermediate features (``point_features`` empty unless kept)."""
         if inputs.num_points == 0:
             # Nothing to convolve; spconv would fail on an empty grid.
             hidden = self.config.encoder.hidden
             empty = inputs.features.new_zeros((0, self.config.num_classes))
             return EncoderOutput(empty, [], [inputs.features.new_zeros((0, hidden)) for _ in self.blocks])
         if self.backend == "table":
-            return self._forward_table(inputs)
+            return self._forward_table(inputs, keep_point_features)
         return self._forward_spconv(inputs)
 
-    def _forward_table(self, inputs: EncoderInputs) -> EncoderOutput:
+    def _forward_table(self, inputs: EncoderInputs, keep_point_features: bool) -> EncoderOutput:
         enc = self.config.encoder
         # mean(fc2(h)) == fc2(mean(h)): pool after the ReLU and run fc2 once per voxel.
         h = F.relu(self.embed.fc1(inputs.features))
         x = self.embed.fc2(inputs.point_pool.apply(h))
         voxel_features: list[torch.Tensor] = []
         point_features: list[torch.Tensor] = []
+        block_outputs: list[tuple[torch.Tensor, int]] = []
         for block, r_prev, r in zip(self.blocks, enc.conv_scales, enc.scale_list, strict=True):
             level = inputs.conv[r_prev]
             pairs = tap_pairs(level.neighbours) if self.present_taps else None
@@ -218,9 +220,18 @@ class Encoder3D(nn.Module):
             else:
                 moved = inputs.down_pools[(r_prev, r)].apply(torch.cat([out, v], dim=1))
                 p, v_down = moved.split(enc.hidden, dim=1)
-            point_features.append(p[inputs.voxels[r].inverse])
+            block_outputs.append((p, r))
+            if keep_point_features:
+                point_features.append(p[inputs.voxels[r].inverse])
             x = p + v_down
-        logits = self.head(torch.cat(point_features, dim=1))
+        # The head's first layer over the concatenated per-point features equals the sum of each
+        # block's slice applied per voxel, then gathered to points: ~12x fewer FLOPs at full width.
+        first, activation, last = self.head
+        hidden = first.bias
+        for i, (p, r) in enumerate(block_outputs):
+            part = p @ first.weight[:, i * enc.hidden : (i + 1) * enc.hidden].t()
+            hidden = hidden + part[inputs.voxels[r].inverse]
+        logits = last(activation(hidden))
         return EncoderOutput(logits, voxel_features, point_features)
 
     def _forward_spconv(self, inputs: EncoderInputs) -> EncoderOutput:

@@ -93,9 +93,9 @@ def test_export_pool_has_no_empty_dims_and_keeps_the_mean() -> None:
     pool = build_segment_pool(torch.arange(6), torch.tensor([0, 0, 1, 1, 1, 2]), 6, 3, 4)
     form = export_pool(pool)
     assert form.extra_index.shape == (1, 4) and form.overflow_target.shape == (1, 1)
-    torch.testing.assert_close(_apply_export_form(form, x), pool.apply(x))
+    torch.testing.assert_close(_apply_export_form(form, x), pool.apply_tables(x))
     # with overflow: fan-in 5 over width 2
     pool = build_segment_pool(torch.arange(6), torch.tensor([0, 0, 0, 0, 0, 1]), 6, 2, 2)
     out = _apply_export_form(export_pool(pool), x)
-    torch.testing.assert_close(out, pool.apply(x))
+    torch.testing.assert_close(out, pool.apply_tables(x))
     torch.testing.assert_close(out[0], x[:5].mean(0))

@@ -136,3 +136,20 @@ def test_folding_removes_batchnorm_and_keeps_outputs(tiny_config, nuscenes_scans
             torch.testing.assert_close(folded(inputs), model(inputs), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="already folded"):
         fold_batchnorm(fold_batchnorm(table))
+
+
+def test_present_taps_and_per_voxel_head_match_the_reference(tiny_config, nuscenes_scans) -> None:
+    """The CPU fast path (present taps, per-voxel head, entry-wise pools) computes the same logits."""
+    table, reference = _model_pair(tiny_config, seed=9)
+    fast = fold_batchnorm(table)
+    fast.present_taps = True
+    points = nuscenes_scans[2].points[crop_mask(nuscenes_scans[2].points[:, :3], tiny_config.grid)]
+    inputs = prepare_inputs(points, tiny_config)
+    with torch.no_grad():
+        expected = reference(inputs)
+        got = fast(inputs)
+        kept = fast.forward_features(inputs, keep_point_features=True)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(kept.logits, got)
+    assert len(kept.point_features) == len(tiny_config.encoder.scale_list)
+    assert fast.forward_features(inputs, keep_point_features=False).point_features == []

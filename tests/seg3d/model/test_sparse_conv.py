@@ -7,7 +7,15 @@ import torch
 
 from seg3d.config import GridConfig
 from seg3d.model import sparse_conv
-from seg3d.model.sparse_conv import TableSubMConv3d, gather_conv, make_subm_conv, run_spconv, single_thread
+from seg3d.model.sparse_conv import (
+    TableSubMConv3d,
+    gather_conv,
+    make_subm_conv,
+    present_tap_conv,
+    run_spconv,
+    single_thread,
+    tap_pairs,
+)
 from seg3d.preprocess import neighbour_table, voxelize
 
 spconv = pytest.importorskip("spconv.pytorch", reason="spconv is the reference")
@@ -77,3 +85,23 @@ def test_unknown_backend_and_kernel_rejected() -> None:
         make_subm_conv("cuda-magic", 2, 2, 3, False, "k")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kernel sizes"):
         TableSubMConv3d(2, 2, 5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_present_taps_equal_the_dense_gather_and_spconv(bias: bool) -> None:
+    vox, batches = _cloud()
+    reference = make_subm_conv("spconv", 8, 6, 3, bias, "k")
+    x = torch.randn((vox.num_voxels, 8))
+    table = neighbour_table(vox.coords, vox.cells)
+    pairs = tap_pairs(table)
+    # every present neighbour appears exactly once, under its own tap
+    assert sum(r.numel() for r in pairs.rows) == int((table < vox.num_voxels).sum()) - vox.num_voxels
+    b = reference.bias if bias else None
+    with torch.no_grad():
+        expected = run_spconv(
+            reference, spconv.SparseConvTensor(x, vox.coords, vox.spatial_shape_zyx, batches)
+        )
+        fast = present_tap_conv(x, pairs, reference.weight, b)
+        dense = gather_conv(x, table, reference.weight, b)
+    torch.testing.assert_close(fast, expected.features, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast, dense, atol=1e-5, rtol=1e-5)

@@ -80,14 +80,16 @@ def test_segment_pool_is_exact_weighted_mean(
     assert pool.index.shape[1] == width
     expected = _naive_weighted_mean(x, source_row, target, weight, num_targets)
     torch.testing.assert_close(pool.apply(x).double(), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pool.apply_tables(x).double(), expected, atol=1e-5, rtol=1e-5)
     fan_in = torch.bincount(target, minlength=num_targets)
     assert pool.overflow_targets.tolist() == torch.nonzero(fan_in > width).flatten().tolist()
 
 
 def test_segment_pool_rejects_wrong_source_count() -> None:
     pool = build_segment_pool(torch.tensor([0, 1]), torch.tensor([0, 0]), 2, 1, 4)
-    with pytest.raises(ValueError, match="expects 2 source rows"):
-        pool.apply(torch.zeros((3, 2)))
+    for method in (pool.apply, pool.apply_tables):
+        with pytest.raises(ValueError, match="expects 2 source rows"):
+            method(torch.zeros((3, 2)))
 
 
 def test_pools_on_a_real_sweep_equal_scatter_means(nuscenes_scans, full_config) -> None:
@@ -104,6 +106,9 @@ def test_pools_on_a_real_sweep_equal_scatter_means(nuscenes_scans, full_config) 
     expected = torch.zeros((v1.num_voxels, 5), dtype=torch.float64).index_add_(0, v1.inverse, values.double())
     expected /= v1.counts[:, None]
     torch.testing.assert_close(inputs.point_pool.apply(values).double(), expected, atol=2e-6, rtol=2e-6)
+    torch.testing.assert_close(
+        inputs.point_pool.apply_tables(values).double(), expected, atol=2e-6, rtol=2e-6
+    )
 
     # Voxel values broadcast to points, then averaged over points into the coarser voxels.
     voxel_values = torch.randn((v1.num_voxels, 5))
