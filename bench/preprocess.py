@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import statistics
 import sys
 import time
@@ -28,41 +25,10 @@ import torch
 
 from seg3d.config import ModelConfig, load_config
 from seg3d.preprocess import crop_mask, prepare_inputs
+from seg3d.sysinfo import machine_info, machine_slug
 from seg3d.testing import RealScan, real_scans
 
 TARGET_MS = 30.0  # Foundation issue: per nuScenes sweep on 2 cores
-
-
-def machine_info(threads: int) -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        match = re.search(r"model name\s*:\s*(.+)", text)
-        if match:
-            cpu = match.group(1).strip()
-    except OSError:
-        pass
-    memory_gib = None
-    try:
-        match = re.search(r"MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text())
-        if match:
-            memory_gib = round(int(match.group(1)) / 2**20, 1)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "memory_gib": memory_gib,
-        "torch_threads": threads,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def default_machine_name(info: dict[str, object]) -> str:
-    cpu = re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:40]
-    return f"cpu{info['logical_cores']}-{cpu}"
 
 
 def time_scan(scan: RealScan, config: ModelConfig, iterations: int, warmup: int) -> dict[str, object]:
@@ -145,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         s for s in kitti_scans if s.path.stem in ("000000",)
     ]
     configs = {"nuscenes": load_config("nuscenes_full"), "kitti": load_config("semantickitti_small")}
-    info = machine_info(torch.get_num_threads())
+    info = machine_info()
     report = {
-        "machine_name": args.machine or default_machine_name(info),
+        "machine_name": args.machine or machine_slug(info),
         "machine": info,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "iterations": args.iterations,

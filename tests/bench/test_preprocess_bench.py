@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,19 +9,11 @@ import pytest
 
 from seg3d.config import load_config
 from seg3d.preprocess import crop_mask, prepare_inputs
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "preprocess.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_preprocess", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.conftest import load_bench_script
 
 
 def test_bench_writes_consistent_report(tmp_path: Path, nuscenes_scans) -> None:
-    bench = _load_bench()
+    bench = load_bench_script("preprocess")
     assert (
         bench.main(["--iterations", "2", "--warmup", "1", "--machine", "test", "--out", str(tmp_path)]) == 0
     )
@@ -45,7 +36,7 @@ def test_bench_writes_consistent_report(tmp_path: Path, nuscenes_scans) -> None:
 
 
 def test_bench_without_data_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    bench = _load_bench()
+    bench = load_bench_script("preprocess")
     monkeypatch.setattr(bench, "real_scans", lambda kinds: [])
     assert bench.main(["--out", str(tmp_path)]) == 2
     assert "no real scans" in capsys.readouterr().err
