@@ -14,8 +14,8 @@ CONTENT_TYPES = st.one_of(
     st.sampled_from(
         ["application/octet-stream", "multipart/form-data", "text/plain", "application/json", ""]
     ),
-    # header values are ASCII on the wire (httpx refuses others before sending)
-    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    # header values are ASCII without surrounding blanks on the wire (the client refuses others)
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip),
 )
 FORMATS = st.one_of(st.sampled_from(["nuscenes", "kitti", "xyzi"]), st.text(max_size=12))
 ACCEPTS = st.sampled_from(["application/json", "application/octet-stream", "*/*", "text/html", ""])
