@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from seg3d.config import ModelConfig, load_config
+from seg3d.io import write_atomic
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.sysinfo import machine_info, machine_slug
 from seg3d.testing import RealScan, real_scans
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"preprocess-{report['machine_name']}"
     for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", render_markdown(report))):
-        tmp = stem.with_suffix(suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(stem.with_suffix(suffix))  # atomic: no half-written result files
+        write_atomic(stem.with_suffix(suffix), text)
     print(f"wrote {stem}.md and {stem}.json")
     return 0
 

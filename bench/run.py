@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import socket
 import statistics
@@ -39,6 +38,7 @@ import psutil
 import torch
 
 import export.to_trt as to_trt
+from seg3d.io import write_atomic
 from seg3d.sysinfo import machine_info, machine_slug
 from seg3d.testing import RealScan, real_scans
 from serve.backends import BackendUnavailable, load_backend
@@ -376,9 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / report["machine_name"]
     for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", render(report))):
-        tmp_path = stem.with_suffix(suffix + ".tmp")
-        tmp_path.write_text(text)
-        os.replace(tmp_path, stem.with_suffix(suffix))
+        write_atomic(stem.with_suffix(suffix), text)
     print("\n".join(report["targets"]))
     print(f"wrote {stem}.md and {stem}.json")
     return 0

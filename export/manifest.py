@@ -8,9 +8,7 @@ input names and dims, and where the weights came from.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import onnx
 
 from seg3d import __version__ as seg3d_version
 from seg3d.config import ModelConfig
+from seg3d.io import write_atomic
 from seg3d.labels import NUSCENES_RAW_CLASSES, nuscenes_train_id
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT
 
@@ -181,16 +180,7 @@ def build_manifest(
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are read by other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -14,9 +14,9 @@ stubs); `export/to_trt.py` calls it only when `tensorrt` imports and CUDA is ava
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from seg3d.io import write_atomic
 
 __all__ = ["TRT_API_NAMES", "TensorRTUnavailable", "build_engine", "tensorrt_status"]
 
@@ -52,18 +52,6 @@ def tensorrt_status() -> tuple[bool, str]:
     import tensorrt as trt
 
     return True, f"TensorRT {trt.__version__}"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are read by other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_engine(
@@ -112,8 +100,8 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError("TensorRT failed to build the engine (see the log above)")
-    _atomic_write(engine_path, bytes(plan))
-    _atomic_write(timing_cache_path, bytes(cache.serialize()))
+    write_atomic(engine_path, bytes(plan))
+    write_atomic(timing_cache_path, bytes(cache.serialize()))
 
     engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(plan))
     inspector = engine.create_engine_inspector()

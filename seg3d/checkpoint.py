@@ -18,8 +18,6 @@ loads with ``torch.load(weights_only=True)`` and never executes code:
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +26,7 @@ import torch
 from pydantic import ValidationError
 
 from seg3d.config import ModelConfig
+from seg3d.io import atomic_writer
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT
 
 __all__ = [
@@ -87,17 +86,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "training": checkpoint.training,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are read by other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

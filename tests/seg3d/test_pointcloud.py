@@ -36,3 +36,16 @@ def test_read_bin_names_the_file(tmp_path) -> None:
         read_bin(good, 4)
     with pytest.raises(FileNotFoundError, match=r"missing\.bin"):
         read_bin(tmp_path / "missing.bin", 4)
+
+
+def test_atomic_writer_commits_only_on_success(tmp_path) -> None:
+    from seg3d.io import atomic_writer, write_atomic
+
+    target = tmp_path / "artifact.bin"
+    write_atomic(target, b"first")
+    assert target.read_bytes() == b"first" and (target.stat().st_mode & 0o777) == 0o644
+    with pytest.raises(RuntimeError), atomic_writer(target) as f:
+        f.write(b"half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"first"  # the old content survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact.bin"]  # no temporary left behind
