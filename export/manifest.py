@@ -17,7 +17,7 @@ import onnx
 
 from seg3d import __version__ as seg3d_version
 from seg3d.config import ModelConfig
-from seg3d.io import write_atomic
+from seg3d.io import POINT_FORMATS, write_atomic
 from seg3d.labels import NUSCENES_RAW_CLASSES, nuscenes_train_id
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT
 
@@ -78,13 +78,12 @@ def _label_map(config: ModelConfig) -> dict[str, Any] | None:
 
 def _file_formats(config: ModelConfig) -> dict[str, dict[str, Any]]:
     return {
-        "nuscenes": {"columns": 5, "layout": "x, y, z, intensity 0-255, ring", "intensity_max": 255.0},
-        "kitti": {"columns": 4, "layout": "x, y, z, reflectance 0-1", "intensity_max": 1.0},
-        "xyzi": {
-            "columns": 4,
-            "layout": "x, y, z, intensity in the model scale",
-            "intensity_max": config.input.intensity_max,
-        },
+        name: {
+            "columns": spec.columns,
+            "layout": spec.description,
+            "intensity_max": spec.intensity_max or config.input.intensity_max,
+        }
+        for name, spec in POINT_FORMATS.items()
     }
 
 
@@ -129,19 +128,7 @@ def build_manifest(
         },
         "input": {
             "columns": list(config.input.columns),
-            "file_formats": {
-                "nuscenes": {
-                    "columns": 5,
-                    "layout": "x, y, z, intensity 0-255, ring",
-                    "intensity_max": 255.0,
-                },
-                "kitti": {"columns": 4, "layout": "x, y, z, reflectance 0-1", "intensity_max": 1.0},
-                "xyzi": {
-                    "columns": 4,
-                    "layout": "x, y, z, intensity in the model scale",
-                    "intensity_max": config.input.intensity_max,
-                },
-            },
+            "file_formats": _file_formats(config),
             "intensity_max": config.input.intensity_max,
             "frame": "sensor frame, metres, right-handed, z up",
             "crop_range": [list(r) for r in grid.point_range],

@@ -14,13 +14,10 @@ from pathlib import Path
 import torch
 
 from seg3d.config import ModelConfig, bundled_configs, load_config
-from seg3d.io import read_bin
+from seg3d.io import POINT_FORMATS, read_points
 from seg3d.model import Encoder3D, spconv_available
-from seg3d.pointcloud import to_model_intensity
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.testing import real_scans, synthetic_sweep
-
-FORMATS = {"nuscenes": (5, 255.0), "kitti": (4, 1.0)}  # columns, intensity maximum of the file
 
 
 def parameter_table(model: Encoder3D) -> list[tuple[str, int]]:
@@ -49,10 +46,7 @@ def describe(config: ModelConfig) -> int:
 
 def _load_scan(path: Path | None, fmt: str, config: ModelConfig) -> tuple[str, torch.Tensor]:
     if path is not None:
-        columns, source_max = FORMATS[fmt]
-        points = torch.from_numpy(read_bin(path, columns)[:, :4].copy())
-        points[:, 3] = to_model_intensity(points[:, 3], source_max, config.input.intensity_max)
-        return str(path), points
+        return str(path), torch.from_numpy(read_points(path, fmt, config.input.intensity_max))
     scans = real_scans(("nuscenes",))
     if scans:
         return scans[0].name, scans[0].points
@@ -114,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.add_argument(
         "--format",
-        choices=sorted(FORMATS),
+        choices=sorted(POINT_FORMATS),
         default="nuscenes",
         help="nuscenes: 5 float32 (intensity 0-255); kitti: 4 float32 (remission 0-1)",
     )

@@ -7,12 +7,33 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["atomic_writer", "read_bin", "write_atomic"]
+from seg3d.pointcloud import to_model_intensity
+
+__all__ = ["POINT_FORMATS", "PointFormat", "atomic_writer", "read_bin", "read_points", "write_atomic"]
+
+
+@dataclass(frozen=True)
+class PointFormat:
+    """A point file layout: little-endian float32 records of ``columns`` values, the first four
+    ``x, y, z, intensity``, with intensities up to ``intensity_max`` (None: the model's own scale)."""
+
+    columns: int
+    intensity_max: float | None
+    description: str
+
+
+#: Every point layout the project reads: files, requests, the manifest's contract.
+POINT_FORMATS: dict[str, PointFormat] = {
+    "nuscenes": PointFormat(5, 255.0, "5 float32: x, y, z, intensity 0-255, ring"),
+    "kitti": PointFormat(4, 1.0, "4 float32: x, y, z, reflectance 0-1"),
+    "xyzi": PointFormat(4, None, "4 float32: x, y, z, intensity in the model's own scale"),
+}
 
 
 @contextlib.contextmanager
@@ -63,3 +84,15 @@ def read_bin(path: str | Path, columns: int) -> np.ndarray:
             f"{path}: {size} bytes is not a multiple of {record} ({columns} float32 columns per point)"
         )
     return np.fromfile(path, dtype="<f4").reshape(-1, columns)
+
+
+def read_points(path: str | Path, fmt: str, intensity_max: float) -> np.ndarray:
+    """``(N, 4)`` float32 ``x, y, z, intensity`` of a point file in format ``fmt``, with intensity
+    converted to the scale whose maximum is ``intensity_max`` (the model's)."""
+    if fmt not in POINT_FORMATS:
+        raise ValueError(f"unknown point format {fmt!r}; use one of {sorted(POINT_FORMATS)}")
+    spec = POINT_FORMATS[fmt]
+    points = read_bin(path, spec.columns)[:, :4].copy()
+    if spec.intensity_max is not None:
+        points[:, 3] = to_model_intensity(points[:, 3], spec.intensity_max, intensity_max)
+    return points

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 
 __all__ = ["check_points", "to_model_intensity"]
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
 def check_points(points: torch.Tensor, min_columns: int = 4) -> torch.Tensor:
@@ -35,7 +40,7 @@ def check_points(points: torch.Tensor, min_columns: int = 4) -> torch.Tensor:
     return points.to(torch.float32).contiguous()
 
 
-def to_model_intensity(intensity: torch.Tensor, source_max: float, model_max: float) -> torch.Tensor:
+def to_model_intensity(intensity: ArrayT, source_max: float, model_max: float) -> ArrayT:
     """Rescale intensity from a sensor's scale (maximum ``source_max``) to the model's scale.
 
     nuScenes stores raw intensity 0–255 and 2DPASS feeds it unnormalised, while KITTI remission is

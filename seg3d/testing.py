@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seg3d.io import read_bin
+from seg3d.io import read_points
 
 __all__ = ["RealScan", "randomize_batchnorm", "real_data_dir", "real_scans", "synthetic_sweep"]
 
@@ -46,16 +46,15 @@ def real_scans(kinds: tuple[str, ...] = ("nuscenes", "kitti", "semantickitti")) 
     if root is None:
         return []
     found: list[RealScan] = []
-    patterns = {
-        "nuscenes": ("nuscenes/samples/LIDAR_TOP/*.pcd.bin", 5, 1.0),
-        "kitti": ("kitti/object/training/velodyne*/*.bin", 4, 255.0),
-        "semantickitti": ("semantickitti/sequences/*/velodyne/*.bin", 4, 255.0),
+    patterns = {  # kind -> (files, point format)
+        "nuscenes": ("nuscenes/samples/LIDAR_TOP/*.pcd.bin", "nuscenes"),
+        "kitti": ("kitti/object/training/velodyne*/*.bin", "kitti"),
+        "semantickitti": ("semantickitti/sequences/*/velodyne/*.bin", "kitti"),
     }
     for kind in kinds:
-        pattern, columns, scale = patterns[kind]
+        pattern, fmt = patterns[kind]
         for path in sorted(root.glob(pattern)):
-            data = torch.from_numpy(read_bin(path, columns)[:, :4].copy())
-            data[:, 3] *= scale
+            data = torch.from_numpy(read_points(path, fmt, intensity_max=255.0))
             found.append(RealScan(f"{kind}/{path.name}", kind, path, data))
     return found
 

@@ -36,11 +36,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from seg3d.config import ModelConfig
+from seg3d.io import POINT_FORMATS
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.testing import synthetic_sweep
 from serve.backends import BackendUnavailable, choose_backend
 from serve.manifest import load_manifest
-from serve.segmenter import FORMATS, InputError, Segmenter
+from serve.segmenter import InputError, Segmenter
 from serve.settings import ServeSettings
 
 __all__ = ["create_app"]
@@ -213,7 +214,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             "backend": backend.name,
             "device": backend.device,
             "classes": state.manifest["classes"]["names"],
-            "formats": {k: v.description for k, v in FORMATS.items()},
+            "formats": {k: v.description for k, v in POINT_FORMATS.items()},
             "max_points": settings.max_points,
             "manifest": state.manifest,
         }
@@ -224,7 +225,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     async def read_body(request: Request) -> bytes:
         """The point file from a raw body or a multipart ``file`` part, within the size cap."""
-        cap = settings.max_points * 4 * max(f.columns for f in FORMATS.values()) + _MULTIPART_SLACK
+        cap = settings.max_points * 4 * max(f.columns for f in POINT_FORMATS.values()) + _MULTIPART_SLACK
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
             raise InputError(413, "too_large", f"body of {declared} bytes exceeds the limit of {cap} bytes")
@@ -272,7 +273,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         description=(
             "Body: the raw point file (`Content-Type: application/octet-stream`) or multipart with a "
             "`file` part. `format`: "
-            + "; ".join(f"`{k}` = {v.description}" for k, v in FORMATS.items())
+            + "; ".join(f"`{k}` = {v.description}" for k, v in POINT_FORMATS.items())
             + ". Response: JSON by default; with `Accept: application/octet-stream`, N bytes of uint8 "
             "labels in input order (the nuScenes lidarseg `.bin` layout)."
         ),

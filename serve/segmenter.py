@@ -21,25 +21,12 @@ import torch
 from scipy.spatial import cKDTree
 
 from seg3d.config import ModelConfig
+from seg3d.io import POINT_FORMATS
 from seg3d.pointcloud import to_model_intensity
 from seg3d.preprocess import crop_mask, prepare_inputs
 from serve.backends import Backend
 
-__all__ = ["FORMATS", "InputError", "PointFormat", "Segmentation", "Segmenter"]
-
-
-@dataclass(frozen=True)
-class PointFormat:
-    columns: int
-    intensity_max: float | None  # None: already in the model's scale
-    description: str
-
-
-FORMATS: dict[str, PointFormat] = {
-    "nuscenes": PointFormat(5, 255.0, "5 float32: x, y, z, intensity 0-255, ring"),
-    "kitti": PointFormat(4, 1.0, "4 float32: x, y, z, reflectance 0-1"),
-    "xyzi": PointFormat(4, None, "4 float32: x, y, z, intensity in the model's own scale"),
-}
+__all__ = ["InputError", "Segmentation", "Segmenter"]
 
 
 class InputError(ValueError):
@@ -66,9 +53,11 @@ class Segmenter:
 
     def decode(self, body: bytes, fmt: str) -> np.ndarray:
         """``(N, 4)`` float32 points in the model's intensity scale, or `InputError`."""
-        spec = FORMATS.get(fmt)
+        spec = POINT_FORMATS.get(fmt)
         if spec is None:
-            raise InputError(422, "unknown_format", f"unknown format {fmt!r}; use one of {sorted(FORMATS)}")
+            raise InputError(
+                422, "unknown_format", f"unknown format {fmt!r}; use one of {sorted(POINT_FORMATS)}"
+            )
         record = 4 * spec.columns
         if len(body) % record:
             raise InputError(

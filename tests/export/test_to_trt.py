@@ -45,6 +45,9 @@ def test_random_init_export_writes_graph_and_manifest(tmp_path: Path, nuscenes_s
     assert contract["columns"] == ["x", "y", "z", "intensity"] and contract["intensity_max"] == 255.0
     assert contract["crop_range"] == [[-50.0, 50.0], [-50.0, 50.0], [-4.0, 3.0]]
     assert contract["out_of_range_policy"]["policy"] == "nearest_in_crop"
+    formats = contract["file_formats"]
+    assert formats["nuscenes"]["columns"] == 5 and formats["kitti"]["intensity_max"] == 1.0
+    assert formats["xyzi"]["intensity_max"] == 255.0  # already the model's scale
     assert manifest["classes"]["names"][0] == "ignore" and manifest["classes"]["ignore_index"] == 0
     assert manifest["classes"]["label_map"]["raw_to_train"]["17"] == 4  # vehicle.car -> car
     assert {"torch", "onnx", "onnxruntime", "spconv"} <= set(manifest["versions"])

@@ -49,3 +49,14 @@ def test_atomic_writer_commits_only_on_success(tmp_path) -> None:
         raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"first"  # the old content survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact.bin"]  # no temporary left behind
+
+
+def test_read_points_converts_intensity_and_names_bad_formats(tmp_path) -> None:
+    from seg3d.io import read_points
+
+    path = tmp_path / "kitti.bin"
+    np.array([[1, 2, 3, 0.5], [4, 5, 6, 1.0]], dtype="<f4").tofile(path)
+    np.testing.assert_allclose(read_points(path, "kitti", 255.0)[:, 3], [127.5, 255.0])
+    np.testing.assert_allclose(read_points(path, "xyzi", 255.0)[:, 3], [0.5, 1.0])  # left as it is
+    with pytest.raises(ValueError, match="unknown point format 'las'"):
+        read_points(path, "las", 255.0)
