@@ -39,10 +39,10 @@ import torch
 
 import export.to_trt as to_trt
 from seg3d.io import write_atomic
+from seg3d.manifest import load_manifest
 from seg3d.sysinfo import machine_info, machine_slug
 from seg3d.testing import RealScan, real_scans
 from serve.backends import BackendUnavailable, load_backend
-from serve.manifest import load_manifest
 from serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent

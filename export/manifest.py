@@ -19,18 +19,16 @@ from seg3d import __version__ as seg3d_version
 from seg3d.config import ModelConfig
 from seg3d.io import POINT_FORMATS, write_atomic
 from seg3d.labels import NUSCENES_RAW_CLASSES, nuscenes_train_id
+from seg3d.manifest import MANIFEST_FORMAT
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT
 
 __all__ = [
-    "MANIFEST_FORMAT",
     "build_manifest",
     "graph_parameter_count",
-    "read_manifest",
     "versions",
     "write_json_atomic",
 ]
 
-MANIFEST_FORMAT = "ddata-export/1"
 _DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.INT64: "int64",
@@ -168,10 +166,3 @@ def build_manifest(
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
-    if data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: not a {MANIFEST_FORMAT} manifest")
-    return data

@@ -27,7 +27,7 @@ import onnx
 import torch
 
 from export.allowlist import AllowlistViolation, check_graph
-from export.manifest import build_manifest, read_manifest, write_json_atomic
+from export.manifest import build_manifest, write_json_atomic
 from export.onnx_graph import build_encoder_graph
 from export.parity import ort_session, run_parity
 from export.profiles import profile_shapes
@@ -42,6 +42,7 @@ from seg3d.checkpoint import (
     save_checkpoint,
 )
 from seg3d.config import ModelConfig, bundled_configs, load_config
+from seg3d.manifest import load_manifest
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.model.folding import fold_state_dict
 from seg3d.testing import RealScan, real_scans, synthetic_sweep
@@ -267,8 +268,7 @@ def build_from_onnx(args: argparse.Namespace) -> Path:
     manifest_path = onnx_path.with_name("manifest.json")
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX graph not found: {onnx_path}")
-    manifest = read_manifest(manifest_path)
-    config = ModelConfig.model_validate(manifest["model_config"])
+    manifest, config = load_manifest(onnx_path.parent)
     model = onnx.load(str(onnx_path))
     engine_path = onnx_path.with_name("model.engine")
     ok, why = tensorrt_status()

@@ -37,10 +37,10 @@ from starlette.formparsers import MultiPartException
 
 from seg3d.config import ModelConfig
 from seg3d.io import POINT_FORMATS
+from seg3d.manifest import load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.testing import synthetic_sweep
 from serve.backends import BackendUnavailable, choose_backend
-from serve.manifest import load_manifest
 from serve.segmenter import InputError, Segmenter
 from serve.settings import ServeSettings
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from seg3d.manifest import load_manifest
 from seg3d.preprocess import prepare_inputs
 from serve.backends import BackendUnavailable, choose_backend, load_backend
-from serve.manifest import load_manifest
 from serve.segmenter import Segmenter
 
 
