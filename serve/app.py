@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -258,14 +257,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             "send application/octet-stream or multipart/form-data",
         )
 
-    def run_request(body: bytes, fmt: str) -> tuple[np.ndarray, dict[str, float], int]:
-        assert state.segmenter is not None
-        start = time.perf_counter()
-        points = state.segmenter.decode(body, fmt)
-        parse_ms = (time.perf_counter() - start) * 1e3
-        result = state.segmenter.segment(points)
-        return result.labels, {"parse": parse_ms, **result.timing_ms}, result.points_in_crop
-
     @app.post(
         "/segment",
         tags=["segmentation"],
@@ -325,7 +316,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         try:
             body = await read_body(request)
             loop = asyncio.get_running_loop()
-            labels, timing, in_crop = await loop.run_in_executor(state.executor, run_request, body, format)
+            result = await loop.run_in_executor(state.executor, state.segmenter.handle, body, format)
         except InputError as exc:
             m.requests.labels(str(exc.status)).inc()
             m.errors.labels(str(exc.status), exc.code).inc()
@@ -339,6 +330,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             state.admitted -= 1
             m.inflight.dec()
         total_ms = (time.perf_counter() - started) * 1e3
+        labels, timing = result.labels, result.timing_ms
         for stage in _STAGES:
             if stage in timing:
                 m.stage.labels(stage).observe(timing[stage] / 1e3)
@@ -362,7 +354,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         return JSONResponse(
             {
                 "num_points": int(labels.size),
-                "points_in_crop": in_crop,
+                "points_in_crop": result.points_in_crop,
                 "labels": labels.tolist(),
                 "class_names": state.manifest["classes"]["names"],
                 "model": model_name,

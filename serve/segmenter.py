@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from seg3d.config import ModelConfig
 from seg3d.io import POINT_FORMATS
-from seg3d.pointcloud import to_model_intensity
+from seg3d.pointcloud import check_points, to_model_intensity
 from seg3d.preprocess import crop_mask, prepare_inputs
 from serve.backends import Backend
 
@@ -68,21 +68,25 @@ class Segmenter:
         n = len(body) // record
         if n > self.max_points:
             raise InputError(413, "too_many_points", f"{n} points exceed the limit of {self.max_points}")
-        points = np.frombuffer(body, dtype="<f4").reshape(n, spec.columns)[:, :4]
-        bad = ~np.isfinite(points).all(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise InputError(
-                422,
-                "non_finite",
-                f"{rows.size} of {n} points contain NaN or Inf (first rows: {', '.join(map(str, rows[:5]))})",
-            )
-        points = points.astype(np.float32, copy=True)
+        points = np.frombuffer(body, dtype="<f4").reshape(n, spec.columns)[:, :4].astype(np.float32)
+        try:
+            check_points(torch.from_numpy(points))  # the one NaN/Inf rule, naming the bad rows
+        except ValueError as exc:
+            raise InputError(422, "non_finite", str(exc)) from exc
         if spec.intensity_max is not None:
             points[:, 3] = to_model_intensity(
                 points[:, 3], spec.intensity_max, self.config.input.intensity_max
             )
         return points
+
+    def handle(self, body: bytes, fmt: str) -> Segmentation:
+        """One request: `decode` then `segment`, with the parse time among the stages."""
+        start = time.perf_counter()
+        points = self.decode(body, fmt)
+        parse_ms = (time.perf_counter() - start) * 1e3
+        result = self.segment(points)
+        result.timing_ms = {"parse": parse_ms, **result.timing_ms}
+        return result
 
     def segment(self, points: np.ndarray) -> Segmentation:
         timing: dict[str, float] = {}
