@@ -45,7 +45,7 @@ from seg3d.config import ModelConfig, bundled_configs, load_config
 from seg3d.manifest import load_manifest
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.model.folding import fold_state_dict
-from seg3d.testing import RealScan, real_scans, synthetic_sweep
+from seg3d.testing import real_scans, synthetic_sweep
 
 #: Minimum argmax agreement with the spconv reference, per precision (the Export issue's bar).
 PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
@@ -115,22 +115,10 @@ def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, str, 
     return model.eval(), config, checkpoint.mode, f"checkpoint {args.checkpoint.name}", hashes
 
 
-def _parity_scans(config: ModelConfig) -> list[RealScan]:
-    """Real nuScenes and KITTI scans, intensity converted from 0–255 to the model's scale."""
-    scans = real_scans(("nuscenes", "kitti"))
-    scale = config.input.intensity_max / 255.0
-    converted = []
-    for scan in scans:
-        points = scan.points.clone()
-        points[:, 3] *= scale
-        converted.append(RealScan(scan.name, scan.kind, scan.path, points))
-    return converted
-
-
 def _check_parity(model: Encoder3D, config: ModelConfig, onnx_bytes: bytes, precision: str) -> dict[str, Any]:
     if not spconv_available():
         return {"status": "skipped", "reason": "spconv is not installed"}
-    scans = _parity_scans(config)
+    scans = real_scans(("nuscenes", "kitti"), config.input.intensity_max)
     if not scans:
         return {
             "status": "skipped",
@@ -160,13 +148,9 @@ def _check_parity(model: Encoder3D, config: ModelConfig, onnx_bytes: bytes, prec
 
 
 def _reference_points(config: ModelConfig) -> torch.Tensor:
-    scans = _parity_scans(config)
-    nuscenes = [s for s in scans if s.kind == "nuscenes"]
-    if nuscenes:
-        return nuscenes[0].points
-    points = synthetic_sweep()
-    points[:, 3] *= config.input.intensity_max / 255.0
-    return points
+    """A cloud to size the engine's optimization profile: a real nuScenes sweep, else a synthetic one."""
+    sweeps = real_scans(("nuscenes",), config.input.intensity_max)
+    return sweeps[0].points if sweeps else synthetic_sweep(intensity_max=config.input.intensity_max)
 
 
 def _engine(

@@ -47,11 +47,11 @@ def describe(config: ModelConfig) -> int:
 def _load_scan(path: Path | None, fmt: str, config: ModelConfig) -> tuple[str, torch.Tensor]:
     if path is not None:
         return str(path), torch.from_numpy(read_points(path, fmt, config.input.intensity_max))
-    scans = real_scans(("nuscenes",))
+    scans = real_scans(("nuscenes",), config.input.intensity_max)
     if scans:
         return scans[0].name, scans[0].points
     # No data at hand: a synthetic ring-shaped sweep is enough to exercise the whole path.
-    return "synthetic ring sweep", synthetic_sweep()
+    return "synthetic ring sweep", synthetic_sweep(intensity_max=config.input.intensity_max)
 
 
 def smoke(config: ModelConfig, scan: Path | None, fmt: str) -> int:

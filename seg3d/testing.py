@@ -37,10 +37,13 @@ class RealScan:
     points: torch.Tensor
 
 
-def real_scans(kinds: tuple[str, ...] = ("nuscenes", "kitti", "semantickitti")) -> list[RealScan]:
+def real_scans(
+    kinds: tuple[str, ...] = ("nuscenes", "kitti", "semantickitti"), intensity_max: float = 255.0
+) -> list[RealScan]:
     """Every real ``.bin`` scan of the requested kinds (empty when the folder is absent).
 
-    KITTI-family remission (0–1) is scaled by 255 so that all scans share the nuScenes scale.
+    Intensities are converted to the scale whose maximum is ``intensity_max`` (default the nuScenes
+    0–255 scale, so that all scans share one scale).
     """
     root = real_data_dir()
     if root is None:
@@ -54,7 +57,7 @@ def real_scans(kinds: tuple[str, ...] = ("nuscenes", "kitti", "semantickitti")) 
     for kind in kinds:
         pattern, fmt = patterns[kind]
         for path in sorted(root.glob(pattern)):
-            data = torch.from_numpy(read_points(path, fmt, intensity_max=255.0))
+            data = torch.from_numpy(read_points(path, fmt, intensity_max))
             found.append(RealScan(f"{kind}/{path.name}", kind, path, data))
     return found
 
@@ -71,11 +74,12 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
                 module.bias.uniform_(-0.1, 0.1, generator=generator)
 
 
-def synthetic_sweep(num_points: int = 30_000, seed: int = 0) -> torch.Tensor:
-    """A ring-shaped stand-in sweep ``(N, 4)`` (x, y, z, intensity 0–255) for when no real scan is at hand."""
+def synthetic_sweep(num_points: int = 30_000, seed: int = 0, intensity_max: float = 255.0) -> torch.Tensor:
+    """A ring-shaped stand-in sweep ``(N, 4)`` (x, y, z, intensity up to ``intensity_max``) for when no
+    real scan is at hand."""
     g = torch.Generator().manual_seed(seed)
     angle = torch.rand(num_points, generator=g) * 2 * torch.pi
     radius = 3 + torch.rand(num_points, generator=g) * 40
     z = torch.rand(num_points, generator=g) * 3 - 2
-    intensity = torch.rand(num_points, generator=g) * 255
+    intensity = torch.rand(num_points, generator=g) * intensity_max
     return torch.stack([radius * angle.cos(), radius * angle.sin(), z, intensity], dim=1)

@@ -113,15 +113,17 @@ def _load_and_warm(state: _State) -> None:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         manifest, config = load_manifest(settings.model)
-        warm = synthetic_sweep(settings.warmup_points).numpy()
-        warm[:, 3] *= config.input.intensity_max / 255.0
-        probe = prepare_inputs(
-            torch.from_numpy(warm[crop_mask(torch.from_numpy(warm[:, :3]), config.grid)]), config
+        warm = synthetic_sweep(settings.warmup_points, intensity_max=config.input.intensity_max)
+        # `auto` times every backend on this cloud; a named backend needs no probe.
+        probe = (
+            prepare_inputs(warm[crop_mask(warm[:, :3], config.grid)], config)
+            if settings.backend == "auto"
+            else None
         )
         backend = choose_backend(settings.backend, settings.model, config, settings.threads, probe)
         segmenter = Segmenter(config, backend, settings.max_points)
         start = time.perf_counter()
-        segmenter.segment(warm)
+        segmenter.segment(warm.numpy())
         log.info(
             "model %s ready on %s/%s after a %.0f ms warm-up%s",
             config.name,

@@ -43,7 +43,7 @@ def test_smoke_without_real_data_uses_a_synthetic_sweep(
 ) -> None:
     import seg3d.cli
 
-    monkeypatch.setattr(seg3d.cli, "real_scans", lambda kinds: [])
+    monkeypatch.setattr(seg3d.cli, "real_scans", lambda kinds, intensity_max=255.0: [])
     assert main(["smoke"]) == 0
     out = capsys.readouterr().out
     assert "synthetic ring sweep: 30,000 points" in out

@@ -181,7 +181,8 @@ def build_segment_pool(
     index = torch.full((num_rows, width), num_sources, dtype=torch.int64, device=device)
     table_weight = torch.zeros((num_rows, width), dtype=torch.float32, device=device)
     index[row, column] = source_row[order]
-    table_weight[row, column] = normalised.to(torch.float32)
+    entry_weight = normalised.to(torch.float32)
+    table_weight[row, column] = entry_weight
 
     overflow_targets = torch.nonzero(extra > 0).flatten()
     if overflow_targets.numel():
@@ -192,7 +193,6 @@ def build_segment_pool(
         overflow_index = torch.where(j < fragments_per_target[t], rows, torch.full_like(rows, num_rows))
     else:
         overflow_index = torch.empty((0, 1), dtype=torch.int64, device=device)
-    entry_weight = normalised.to(torch.float32)
     return SegmentPool(
         index,
         table_weight,
