@@ -16,6 +16,7 @@ import torch
 
 from seg3d.config import ModelConfig
 from seg3d.pointcloud import check_points
+from seg3d.preprocess.device import move_to
 from seg3d.preprocess.parallel import parallel_map
 from seg3d.preprocess.tables import SegmentPool, build_segment_pool, neighbour_table
 from seg3d.preprocess.voxelize import ScaleVoxels, unique_voxels, voxelize
@@ -41,9 +42,7 @@ class ConvLevel:
     context_pool: SegmentPool
 
     def to(self, device: torch.device | str) -> ConvLevel:
-        return ConvLevel(
-            self.neighbours.to(device), self.context_inverse.to(device), self.context_pool.to(device)
-        )
+        return move_to(self, device)
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,7 @@ class EncoderInputs:
         return self.features.device
 
     def to(self, device: torch.device | str) -> EncoderInputs:
-        return EncoderInputs(
-            self.batch.to(device),
-            self.batch_size,
-            self.features.to(device),
-            {s: v.to(device) for s, v in self.voxels.items()},
-            self.point_pool.to(device),
-            {s: c.to(device) for s, c in self.conv.items()},
-            {k: p.to(device) for k, p in self.down_pools.items()},
-        )
+        return move_to(self, device)
 
 
 def point_features(points: torch.Tensor, scale1: ScaleVoxels, config: ModelConfig) -> torch.Tensor:

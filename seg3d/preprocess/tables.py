@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from seg3d.config import KERNEL_TAPS
+from seg3d.preprocess.device import move_to
 
 __all__ = ["SegmentPool", "build_segment_pool", "kernel_offsets", "neighbour_table"]
 
@@ -115,17 +116,7 @@ class SegmentPool:
         return out
 
     def to(self, device: torch.device | str) -> SegmentPool:
-        return SegmentPool(
-            self.index.to(device),
-            self.weight.to(device),
-            self.num_sources,
-            self.num_targets,
-            self.overflow_targets.to(device),
-            self.overflow_index.to(device),
-            self.entry_source.to(device),
-            self.entry_target.to(device),
-            self.entry_weight.to(device),
-        )
+        return move_to(self, device)
 
 
 def build_segment_pool(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from seg3d.config import GridConfig
+from seg3d.preprocess.device import move_to
 from seg3d.preprocess.parallel import parallel_map
 
 __all__ = ["Grouping", "ScaleVoxels", "crop_mask", "group_keys", "quantize", "voxelize"]
@@ -53,14 +54,7 @@ class ScaleVoxels:
         return [nz, ny, nx]
 
     def to(self, device: torch.device | str) -> ScaleVoxels:
-        return ScaleVoxels(
-            self.scale,
-            self.cells,
-            self.keys.to(device),
-            self.coords.to(device),
-            self.inverse.to(device),
-            self.counts.to(device),
-        )
+        return move_to(self, device)
 
 
 def crop_mask(xyz: torch.Tensor, grid: GridConfig) -> torch.Tensor:

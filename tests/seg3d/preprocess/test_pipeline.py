@@ -95,3 +95,29 @@ def test_cuda_tables_equal_cpu_tables(full_config, nuscenes_scans) -> None:
         assert torch.equal(cpu.conv[scale].neighbours, gpu.conv[scale].neighbours)
     assert torch.equal(cpu.point_pool.index, gpu.point_pool.index)
     torch.testing.assert_close(cpu.features, gpu.features)
+
+
+def test_to_moves_every_tensor_and_keeps_the_rest(tiny_config, nuscenes_scans) -> None:
+    import dataclasses
+
+    inputs = prepare_inputs(nuscenes_scans[0].points[:5000], tiny_config)
+    moved = inputs.to("meta")
+
+    def tensors(value):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                yield from tensors(getattr(value, f.name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from tensors(v)
+
+    found = list(tensors(moved))
+    assert len(found) == len(list(tensors(inputs))) > 20
+    assert all(t.device.type == "meta" for t in found)
+    assert (
+        moved.batch_size == inputs.batch_size
+        and moved.point_pool.num_targets == inputs.point_pool.num_targets
+    )
+    assert moved.voxels[2].cells == inputs.voxels[2].cells
