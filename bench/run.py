@@ -21,9 +21,7 @@ import argparse
 import asyncio
 import json
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +41,7 @@ from seg3d.manifest import load_manifest
 from seg3d.sysinfo import machine_info, machine_slug
 from seg3d.testing import RealScan, real_scans
 from serve.backends import BackendUnavailable, load_backend
+from serve.local import start_local_server
 from serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,48 +118,17 @@ def bench_in_process(model_dir: Path, scans: list[RealScan], iterations: int, wa
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_http(
     model_dir: Path, backend: str, threads: int | None, raw: bytes, clients: int, requests: int
 ) -> dict[str, Any]:
     """Concurrent clients against a real server; latency, throughput and the server's peak RSS."""
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "serve",
-        "--model",
-        str(model_dir),
-        "--backend",
-        backend,
-        "--port",
-        str(port),
-        "--max-queue",
-        str(clients),
-        "--log-level",
-        "warning",
-    ]
+    args = ["--backend", backend, "--max-queue", str(clients), "--log-level", "warning"]
     if threads:
-        command += ["--threads", str(threads)]
-    server = subprocess.Popen(command, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+        args += ["--threads", str(threads)]
+    server = start_local_server(model_dir, *args, ready_timeout=300)
+    url = server.url
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"server with backend {backend} did not become ready")
-        process = psutil.Process(server.pid)
+        process = psutil.Process(server.process.pid)
         peak = [process.memory_info().rss]
         idle_rss = peak[0]
         stop = threading.Event()
@@ -206,8 +174,7 @@ def bench_http(
                 response = http.post("/segment", content=raw, headers=headers)
                 solo.append(((time.perf_counter() - start) * 1e3, float(response.headers["x-inference-ms"])))
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop(timeout=30)
     e2e = statistics.median(t for t, _ in solo)
     infer = statistics.median(i for _, i in solo)
     return {

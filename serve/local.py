@@ -1,0 +1,68 @@
+"""Run the service as its own process on a free loopback port (end-to-end tests and benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LocalServer", "free_port", "start_local_server"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    process: subprocess.Popen
+    url: str
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_local_server(
+    model_dir: Path, *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120.0
+) -> LocalServer:
+    """``python -m serve --model model_dir --port <free> *args``, returned once it reports ready.
+
+    Raises:
+        RuntimeError: the process exited, or did not become ready within ``ready_timeout`` s.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port), *args]
+    process = subprocess.Popen(command, cwd=_REPO, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {' '.join(command)}")
+        if _ready(url):
+            return LocalServer(process, url)
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"server did not become ready within {ready_timeout:.0f} s: {' '.join(command)}")
