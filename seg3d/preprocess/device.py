@@ -15,8 +15,8 @@ T = TypeVar("T")
 def move_to(value: T, device: torch.device | str) -> T:
     """A copy of ``value`` with every tensor inside it on ``device``; other fields are kept.
 
-    Walks dataclass fields and dict values, so a field added to a table class moves without anyone
-    listing it again.
+    Walks dataclass fields, dict values, lists and tuples, so a field added to a table class moves
+    without anyone listing it again.
     """
     if isinstance(value, torch.Tensor):
         return value.to(device)  # type: ignore[return-value]
@@ -25,4 +25,8 @@ def move_to(value: T, device: torch.device | str) -> T:
         return dataclasses.replace(value, **moved)
     if isinstance(value, dict):
         return {k: move_to(v, device) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        items = [move_to(v, device) for v in value]
+        # A NamedTuple takes its fields as arguments, a plain tuple or list one iterable.
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # type: ignore[return-value]
     return value

@@ -1,4 +1,4 @@
-"""The 2DPASS 3D augmentations (`architecture.md` §1.3, step 6), seedable.
+"""The 2DPASS point dropout and 3D augmentations (`architecture.md` §1.3, steps 4 and 6), seedable.
 
 Applied after the crop, to the coordinates the network sees: yaw rotation θ ~ U[0°, 360°), a flip
 of x, y, both or neither, a scale s ~ U[0.95, 1.05] of x and y, and one translation per cloud with
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Augment3D"]
+__all__ = ["Augment3D", "PointDropout"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,21 @@ class Augment3D:
         if self.translate_std > 0:
             out[:, :3] += torch.randn(3, generator=generator, dtype=out.dtype) * self.translate_std
         return out
+
+
+@dataclass(frozen=True)
+class PointDropout:
+    """2DPASS's point dropout: draw ``r ~ U[0, max_ratio)``, then overwrite each point with
+    probability ``r`` by a copy of point 0. The count stays the same, so every per-point array
+    (labels, file rows) is indexed with the returned ``source`` rows."""
+
+    max_ratio: float = 0.2
+
+    def __call__(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``(count,)`` int64: the row each output point copies (itself, or 0 when dropped)."""
+        source = torch.arange(count)
+        if count == 0 or self.max_ratio <= 0:
+            return source
+        ratio = float(torch.rand((), generator=generator)) * self.max_ratio
+        dropped = torch.rand(count, generator=generator) < ratio
+        return source.masked_fill_(dropped, 0)

@@ -25,6 +25,7 @@ import numpy as np
 __all__ = [
     "Box2D",
     "Pose",
+    "assign_to_boxes",
     "box_corners",
     "box_to_2d",
     "lidar_to_camera",
@@ -129,14 +130,26 @@ def box_to_2d(
     camera_sensor: Record,
     image_size: tuple[int, int],
     min_depth: float = 1.0,
+    clip: bool = False,
 ) -> Box2D | None:
-    """The 2D box of a fully visible 3D box (global frame), else None."""
+    """The 2D box of a 3D box (global frame) in one camera, or None when it is not kept.
+
+    By default only fully visible boxes are kept (devkit ``BoxVisibility.ALL``, as the 2DDATA code
+    does): all 8 corners inside the image and deeper than ``min_depth``. With ``clip`` a box is kept
+    when all its corners are in front of the camera (deeper than 0.1 m, the devkit's ``in_front``
+    test; a corner behind the camera has no meaningful pixel) and at least one of them is visible;
+    its extent is then clipped to the image.
+    """
     corners = box_corners(annotation["translation"], annotation["size"], annotation["rotation"])
     corners = Pose.from_record(camera_sensor).invert(Pose.from_record(camera_ego).invert(corners))
     uv, depth = project_to_image(corners, camera_sensor["camera_intrinsic"])
     width, height = image_size
     inside = (uv[:, 0] > 0) & (uv[:, 0] < width) & (uv[:, 1] > 0) & (uv[:, 1] < height) & (depth > min_depth)
-    if not bool(inside.all()):
+    if clip:
+        if not (bool((depth > 0.1).all()) and bool(inside.any())):
+            return None
+        uv = np.stack([uv[:, 0].clip(0, width - 1), uv[:, 1].clip(0, height - 1)], axis=1)
+    elif not bool(inside.all()):
         return None
     centre = Pose.from_record(camera_sensor).invert(
         Pose.from_record(camera_ego).invert(np.asarray([annotation["translation"]], dtype=np.float64))
@@ -148,3 +161,29 @@ def box_to_2d(
         int(uv[:, 1].max()),
         float(centre[0, 2]),
     )
+
+
+def assign_to_boxes(uv: np.ndarray, depth: np.ndarray, boxes: Sequence[Box2D]) -> np.ndarray:
+    """The box of each projected point, ``(N,)`` int64, -1 for none (`architecture.md` §5.2).
+
+    A point belongs to a box when its pixel lies within the box's extent (bounds included). A
+    point inside several boxes goes to the box whose centre depth is nearest to the point's depth;
+    equal depths go to the box of smaller area, then to the first box.
+    """
+    owner = np.full(uv.shape[0], -1, dtype=np.int64)
+    if not boxes or uv.shape[0] == 0:
+        return owner
+    extent = np.array([[b.x_min, b.x_max, b.y_min, b.y_max] for b in boxes], dtype=np.float64)  # (K, 4)
+    centre_depth = np.array([b.depth for b in boxes], dtype=np.float64)
+    area = (extent[:, 1] - extent[:, 0]) * (extent[:, 3] - extent[:, 2])
+    u, v = uv[:, :1], uv[:, 1:2]
+    inside = (u >= extent[:, 0]) & (u <= extent[:, 1]) & (v >= extent[:, 2]) & (v <= extent[:, 3])  # (N, K)
+    cost = np.where(inside, np.abs(depth[:, None] - centre_depth[None, :]), np.inf)
+    best = np.full(uv.shape[0], np.inf)
+    # Visit boxes by increasing area (stable) and take strictly better gaps only, so equal gaps
+    # keep the smaller, then the earlier, box. K is small (tens): loop over boxes, not points.
+    for k in np.argsort(area, kind="stable"):
+        better = cost[:, k] < best
+        owner[better] = k
+        best[better] = cost[better, k]
+    return owner

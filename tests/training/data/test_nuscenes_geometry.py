@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,50 +10,7 @@ import pytest
 from seg3d.testing import real_data_dir
 from training.data.nuscenes_geometry import box_to_2d, lidar_to_camera, project_to_image
 
-REAL = real_data_dir()
-VERSION = "v1.0-mini-extract"
-pytestmark = pytest.mark.skipif(REAL is None, reason="real scans not found")
-
-
-@pytest.fixture(scope="module")
-def devkit_root(tmp_path_factory) -> Path:
-    """The real tables plus the four the extract lacks (attribute, visibility, log, map), and the real
-    LIDAR_TOP / CAM_FRONT files where the tables say they are."""
-    root = tmp_path_factory.mktemp("nuscenes")
-    source = REAL / "nuscenes"
-    tables = root / VERSION
-    shutil.copytree(source / VERSION, tables)
-    annotations = json.loads((tables / "sample_annotation.json").read_text())
-    attributes = sorted({t for a in annotations for t in a["attribute_tokens"]})
-    (tables / "attribute.json").write_text(
-        json.dumps(
-            [{"token": t, "name": f"attribute-{i}", "description": ""} for i, t in enumerate(attributes)]
-        )
-    )
-    levels = {"1": "v0-40", "2": "v40-60", "3": "v60-80", "4": "v80-100"}
-    (tables / "visibility.json").write_text(
-        json.dumps([{"token": t, "level": level, "description": ""} for t, level in levels.items()])
-    )
-    logs = sorted({s["log_token"] for s in json.loads((tables / "scene.json").read_text())})
-    (tables / "log.json").write_text(
-        json.dumps(
-            [{"token": t, "logfile": t, "vehicle": "", "date_captured": "", "location": ""} for t in logs]
-        )
-    )
-    (tables / "map.json").write_text(
-        json.dumps([{"token": "map", "log_tokens": logs, "category": "semantic_prior", "filename": ""}])
-    )
-    for folder in ("LIDAR_TOP", "CAM_FRONT"):
-        (root / "samples" / folder).mkdir(parents=True)
-        for file in (source / "samples" / folder).iterdir():
-            (root / "samples" / folder / file.name).symlink_to(file)
-    return root
-
-
-@pytest.fixture(scope="module")
-def nusc(devkit_root: Path):
-    nuscenes = pytest.importorskip("nuscenes.nuscenes", reason="nuscenes-devkit is not installed")
-    return nuscenes.NuScenes(version=VERSION, dataroot=str(devkit_root), verbose=False)
+pytestmark = pytest.mark.skipif(real_data_dir() is None, reason="real scans not found")
 
 
 def _pairs(nusc, root: Path) -> list[tuple[dict, dict]]:
@@ -131,3 +86,50 @@ def test_fully_visible_boxes_match_the_devkit_and_lie_inside_the_image(nusc, dev
             )
         checked += len(ours)
     assert checked > 20
+
+
+def test_clipped_boxes_are_the_devkit_any_boxes_in_front_and_lie_in_the_image(nusc) -> None:
+    from nuscenes.utils.geometry_utils import BoxVisibility, box_in_image
+
+    clipped_only = 0
+    for sample in nusc.sample:
+        camera = nusc.get("sample_data", sample["data"]["CAM_FRONT"])
+        cs = nusc.get("calibrated_sensor", camera["calibrated_sensor_token"])
+        ego = nusc.get("ego_pose", camera["ego_pose_token"])
+        size = (camera["width"], camera["height"])
+        intrinsic = np.array(cs["camera_intrinsic"])
+        _, boxes, _ = nusc.get_sample_data(camera["token"], box_vis_level=BoxVisibility.ANY)
+        for box in boxes:
+            annotation = nusc.get("sample_annotation", box.token)
+            in_front = bool((box.corners()[2] > 0.1).all())
+            box2d = box_to_2d(annotation, ego, cs, size, clip=True)
+            assert (box2d is not None) == (in_front and box_in_image(box, intrinsic, size, BoxVisibility.ANY))
+            if box2d is None:
+                continue
+            assert (
+                0 <= box2d.x_min <= box2d.x_max <= size[0] - 1
+                and 0 <= box2d.y_min <= box2d.y_max <= size[1] - 1
+            )
+            full = box_to_2d(annotation, ego, cs, size)
+            if full is None:
+                clipped_only += 1
+            else:
+                assert full == box2d  # a fully visible box is not changed by clipping
+    assert clipped_only > 10  # truncated boxes exist and are kept
+
+
+def test_points_inside_several_boxes_go_to_the_nearest_centre_depth() -> None:
+    from training.data.nuscenes_geometry import Box2D, assign_to_boxes
+
+    boxes = [
+        Box2D(0, 100, 0, 100, depth=10.0),
+        Box2D(50, 150, 50, 150, depth=20.0),
+        Box2D(50, 100, 50, 100, 20.0),
+    ]
+    uv = np.array([[10, 10], [60, 60], [60, 60], [120, 120], [200, 200], [100, 100], [150.0, 150.0]])
+    depth = np.array([9.0, 12.0, 19.0, 9.0, 10.0, 25.0, 1.0])
+    owner = assign_to_boxes(uv, depth, boxes)
+    # 0: only box 0; 1: nearer box 0's depth; 2: boxes 1 and 2 tie on depth, the smaller (2) wins;
+    # 3: only box 1; 4: none; 5: bounds are inside, depth 25 nearer 20 → smaller of 1/2 = 2; 6: edge of box 1
+    assert owner.tolist() == [0, 0, 2, 1, -1, 2, 1]
+    assert assign_to_boxes(uv, depth, []).tolist() == [-1] * 7

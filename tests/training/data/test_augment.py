@@ -1,0 +1,40 @@
+"""Point dropout and 3D augmentation: counts kept, seeded, within the 2DPASS ranges."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from training.data.augment import Augment3D, PointDropout
+
+
+def test_dropout_keeps_the_count_and_copies_point_zero() -> None:
+    ratios = []
+    for seed in range(50):
+        source = PointDropout(0.2)(10_000, torch.Generator().manual_seed(seed))
+        assert source.shape == (10_000,)
+        kept = source == torch.arange(10_000)
+        assert bool((source[~kept] == 0).all())
+        ratios.append(float((~kept[1:]).float().mean()))
+    assert max(ratios) < 0.22 and min(ratios) < 0.02 and max(ratios) > 0.1  # r ~ U[0, 0.2)
+    assert torch.equal(PointDropout(0.0)(5, torch.Generator()), torch.arange(5))
+    assert PointDropout(0.2)(0, torch.Generator()).shape == (0,)
+
+
+def test_augmentation_is_seeded_and_a_similarity_in_xy() -> None:
+    points = torch.randn(1000, 4, generator=torch.Generator().manual_seed(0)) * 20
+    a = Augment3D()(points, torch.Generator().manual_seed(1))
+    b = Augment3D()(points, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(a[:, 3], points[:, 3])
+    # rotation + flip + isotropic xy scale: pairwise xy distances scale by one factor in [0.95, 1.05]
+    d0 = torch.cdist(points[:50, :2], points[:50, :2])
+    d1 = torch.cdist(a[:50, :2], a[:50, :2])
+    ratio = d1[d0 > 1] / d0[d0 > 1]
+    assert float(ratio.std()) < 1e-4 and 0.95 <= float(ratio.mean()) <= 1.05
+    # z only moves by the translation
+    shift = a[:, 2] - points[:, 2]
+    assert float(shift.std()) < 1e-5 and abs(float(shift[0])) < 0.6
+    identity = Augment3D(rotate=False, flip=False, scale_range=(1.0, 1.0), translate_std=0.0)
+    assert torch.allclose(identity(points, torch.Generator()), points)
+    assert not math.isclose(float(a[0, 0]), float(points[0, 0]))

@@ -1,0 +1,128 @@
+"""The nuScenes loader on the real tables and scans of ../shared/data/real (unlabelled: the extract
+has no lidarseg), and its errors for a root that is not a nuScenes layout."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seg3d.config import load_config
+from training.data.nuscenes import NuScenesDataset, NuScenesOptions, check_nuscenes_layout
+from training.data.nuscenes_geometry import lidar_to_camera, project_to_image
+
+from .conftest import REAL_VERSION
+
+pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
+FRONT = NuScenesOptions(version=REAL_VERSION, split="val", channels=("CAM_FRONT",))
+
+
+@pytest.fixture(scope="module")
+def real_dataset(devkit_root: Path, nusc) -> NuScenesDataset:
+    return NuScenesDataset(devkit_root, load_config("nuscenes_full"), FRONT, labelled=False, nusc=nusc)
+
+
+def _on_disk(dataset: NuScenesDataset) -> list[int]:
+    return [
+        i for i, s in enumerate(dataset.samples) if s.lidar_path.is_file() and s.cameras[0].path.is_file()
+    ]
+
+
+def test_real_samples_load_with_the_front_camera(real_dataset: NuScenesDataset, nusc) -> None:
+    assert len(real_dataset) == 81  # both scenes of the extract are in the devkit's val split
+    indices = _on_disk(real_dataset)
+    assert len(indices) == 3
+    for index in indices:
+        sample = real_dataset[index]
+        record = real_dataset.samples[index]
+        raw = np.fromfile(record.lidar_path, dtype="<f4").reshape(-1, 5)
+        assert sample.num_file_points == raw.shape[0] and sample.labels is None
+        # evaluation: the crop only, no dropout or augmentation; rows map back to the file
+        np.testing.assert_array_equal(sample.points[:, :3].numpy(), raw[sample.indices.numpy(), :3])
+        (view,) = sample.views
+        assert view.camera == "CAM_FRONT" and view.image.shape == (3, 240, 400)
+        # the projected points are exactly those the geometry puts strictly inside the image
+        camera = record.cameras[0]
+        uv, depth = project_to_image(
+            lidar_to_camera(
+                sample.points[:, :3].numpy(), record.lidar_sensor, record.lidar_ego, camera.ego, camera.sensor
+            ),
+            camera.sensor["camera_intrinsic"],
+        )
+        inside = (depth > 0) & (uv[:, 0] > 0) & (uv[:, 0] < 1600) & (uv[:, 1] > 0) & (uv[:, 1] < 900)
+        assert view.point_index.tolist() == np.flatnonzero(inside).tolist()
+        assert 2000 < view.point_index.shape[0] < sample.points.shape[0] / 3
+        rows, cols = view.pixels.T
+        assert (
+            int(rows.min()) >= 0 and int(rows.max()) < 240 and int(cols.min()) >= 0 and int(cols.max()) < 400
+        )
+        # real cars (and pedestrians) of this Singapore scene give fully visible boxes, and every point
+        # assigned to a box projects inside it
+        assert view.boxes.shape[0] >= 1 and set(view.box_label.tolist()) <= {4, 7, 2, 6, 10}
+        owned = view.point_box >= 0
+        assert int(owned.sum()) > 0
+        box = view.boxes[view.point_box[owned]]
+        u = torch.from_numpy(uv[view.point_index[owned].numpy(), 0]).float()
+        assert bool(((u >= box[:, 0] - 1e-3) & (u <= box[:, 1] + 1e-3)).all())
+
+
+def _projected(record, xyz: np.ndarray) -> list[int]:
+    camera = record.cameras[0]
+    in_camera = lidar_to_camera(xyz, record.lidar_sensor, record.lidar_ego, camera.ego, camera.sensor)
+    uv, depth = project_to_image(in_camera, camera.sensor["camera_intrinsic"])
+    inside = (depth > 0) & (uv[:, 0] > 0) & (uv[:, 0] < 1600) & (uv[:, 1] > 0) & (uv[:, 1] < 900)
+    return np.flatnonzero(inside).tolist()
+
+
+def test_training_draws_are_seeded_and_project_unaugmented_points(devkit_root: Path, nusc) -> None:
+    config = load_config("nuscenes_full")
+    a = NuScenesDataset(devkit_root, config, FRONT, training=True, labelled=False, seed=3, nusc=nusc)
+    b = NuScenesDataset(devkit_root, config, FRONT, training=True, labelled=False, seed=3, nusc=nusc)
+    index = _on_disk(a)[0]
+    record = a.samples[index]
+    raw = np.fromfile(record.lidar_path, dtype="<f4").reshape(-1, 5)
+    first, again = a[index], b[index]
+    assert torch.equal(first.points, again.points) and torch.equal(first.views[0].image, again.views[0].image)
+    copies = []
+    for epoch in range(4):
+        a.set_epoch(epoch)
+        sample = a[index]
+        assert epoch == 0 or not torch.equal(sample.points, first.points)
+        # the network sees augmented points, but the camera sees the un-augmented ones
+        unaugmented = raw[sample.indices.numpy(), :3]
+        assert not np.allclose(sample.points[:, :3].numpy(), unaugmented, atol=1e-2)
+        assert sample.views[0].point_index.tolist() == _projected(record, unaugmented)
+        # dropout: overwritten points are copies of point 0 (same file row), the rest distinct
+        duplicates = sample.indices == sample.indices[0]
+        rest = sample.indices[~duplicates]
+        assert rest.unique().shape == rest.shape
+        copies.append(int(duplicates.sum()) - 1)
+    assert max(copies) > 100
+
+
+def test_layout_errors_name_what_is_missing(devkit_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="data root not found"):
+        check_nuscenes_layout(tmp_path / "nope", REAL_VERSION)
+    with pytest.raises(FileNotFoundError, match=r"table folder .*v1.0-mini is missing.*v1.0-trainval"):
+        check_nuscenes_layout(devkit_root, "v1.0-mini")
+    with pytest.raises(FileNotFoundError, match=r"lidarseg\.json"):
+        check_nuscenes_layout(devkit_root, REAL_VERSION, lidarseg=True)
+    broken = tmp_path / "root"
+    shutil.copytree(devkit_root / REAL_VERSION, broken / REAL_VERSION)
+    (broken / REAL_VERSION / "ego_pose.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing table\(s\) .*ego_pose\.json"):
+        check_nuscenes_layout(broken, REAL_VERSION, lidarseg=False)
+
+
+def test_options_reject_unknown_values() -> None:
+    with pytest.raises(ValueError, match="unknown nuScenes categories"):
+        NuScenesOptions(interest_classes=("vehicle.spaceship",))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        NuScenesOptions(image_size=(400, 250))
+    with pytest.raises(ValueError, match="subset"):
+        NuScenesOptions(channels=("CAM_TOP",))
+    with pytest.raises(ValueError, match="extra"):
+        NuScenesOptions(camera="all")  # type: ignore[call-arg]
