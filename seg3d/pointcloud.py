@@ -6,8 +6,9 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
-__all__ = ["check_points", "to_model_intensity"]
+__all__ = ["check_points", "fill_outside_crop", "to_model_intensity"]
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
@@ -51,3 +52,25 @@ def to_model_intensity(intensity: ArrayT, source_max: float, model_max: float) -
     if source_max == model_max:
         return intensity
     return intensity * (model_max / source_max)
+
+
+def fill_outside_crop(xyz: np.ndarray, inside: np.ndarray, inner_labels: np.ndarray) -> np.ndarray:
+    """One label per point: ``inner_labels`` for the in-crop points (in order), and for each point
+    outside the crop the label of its nearest in-crop point (the ``nearest_in_crop`` policy that the
+    service and full-scan evaluation share, `architecture.md` §9 row 15).
+
+    Raises:
+        ValueError: ``inner_labels`` does not have one label per in-crop point, or points lie
+            outside the crop while none lies inside.
+    """
+    inside = np.asarray(inside, dtype=bool)
+    if inner_labels.shape[0] != int(inside.sum()):
+        raise ValueError(f"{inner_labels.shape[0]} labels for {int(inside.sum())} in-crop points")
+    labels = np.empty(xyz.shape[0], dtype=inner_labels.dtype)
+    labels[inside] = inner_labels
+    if not inside.all():
+        if not inside.any():
+            raise ValueError("no point inside the crop to take labels from")
+        _, nearest = cKDTree(xyz[inside, :3]).query(xyz[~inside, :3], k=1)
+        labels[~inside] = inner_labels[nearest]
+    return labels

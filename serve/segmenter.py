@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from seg3d.config import ModelConfig
 from seg3d.io import POINT_FORMATS
-from seg3d.pointcloud import check_points, to_model_intensity
+from seg3d.pointcloud import check_points, fill_outside_crop, to_model_intensity
 from seg3d.preprocess import crop_mask, prepare_inputs
 from serve.backends import Backend
 
@@ -106,11 +105,6 @@ class Segmenter:
         timing["inference"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        labels = np.empty(n, dtype=np.uint8)
-        labels[inside] = inner
-        if not inside.all():
-            tree = cKDTree(points[inside, :3])
-            _, nearest = tree.query(points[~inside, :3], k=1)
-            labels[~inside] = inner[nearest]
+        labels = fill_outside_crop(points[:, :3], inside, np.asarray(inner, dtype=np.uint8))
         timing["postprocess"] = (time.perf_counter() - start) * 1e3
         return Segmentation(labels, timing, int(inside.sum()))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seg3d.io import read_bin
-from seg3d.pointcloud import check_points, to_model_intensity
+from seg3d.pointcloud import check_points, fill_outside_crop, to_model_intensity
 
 
 def test_check_points_shape_errors() -> None:
@@ -60,3 +60,14 @@ def test_read_points_converts_intensity_and_names_bad_formats(tmp_path) -> None:
     np.testing.assert_allclose(read_points(path, "xyzi", 255.0)[:, 3], [0.5, 1.0])  # left as it is
     with pytest.raises(ValueError, match="unknown point format 'las'"):
         read_points(path, "las", 255.0)
+
+
+def test_points_outside_the_crop_take_their_nearest_in_crop_label() -> None:
+    xyz = np.array([[0.0, 0, 0], [10, 0, 0], [60, 0, 0], [11, 80, 0], [-70, 0, 0]])
+    inside = np.array([True, True, False, False, False])
+    labels = fill_outside_crop(xyz, inside, np.array([3, 7], dtype=np.uint8))
+    assert labels.tolist() == [3, 7, 7, 7, 3] and labels.dtype == np.uint8
+    with pytest.raises(ValueError, match="2 in-crop points"):
+        fill_outside_crop(xyz, inside, np.array([1]))
+    with pytest.raises(ValueError, match="no point inside"):
+        fill_outside_crop(xyz, np.zeros(5, dtype=bool), np.array([], dtype=np.uint8))
