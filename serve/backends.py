@@ -22,7 +22,7 @@ import torch
 from seg3d.checkpoint import encoder_state_dict, load_checkpoint
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_inputs
-from seg3d.model import Encoder3D, fold_batchnorm, spconv_available
+from seg3d.model import Encoder3D, fold_batchnorm, labels_from_logits, spconv_available
 from seg3d.preprocess import EncoderInputs
 
 __all__ = ["Backend", "BackendUnavailable", "choose_backend", "load_backend"]
@@ -42,12 +42,6 @@ class Backend(Protocol):
     def predict(self, inputs: EncoderInputs) -> np.ndarray:
         """``(N,)`` int64 labels, never the ignore class."""
         ...
-
-
-def _masked_argmax(logits: torch.Tensor, ignore_index: int) -> np.ndarray:
-    logits = logits.float().clone()
-    logits[:, ignore_index] = -torch.inf
-    return logits.argmax(dim=1).cpu().numpy()
 
 
 @dataclass
@@ -102,7 +96,7 @@ class TorchBackend:
 
     @torch.inference_mode()
     def predict(self, inputs: EncoderInputs) -> np.ndarray:
-        return _masked_argmax(self.model(inputs.to(self.device)), self.config.ignore_index)
+        return labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index).cpu().numpy()
 
 
 @dataclass

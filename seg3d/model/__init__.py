@@ -1,7 +1,15 @@
 """The 3D encoder, its sparse-conv backends and BatchNorm folding."""
 
-from seg3d.model.encoder import Encoder3D, EncoderOutput
+from seg3d.model.encoder import Encoder3D, EncoderOutput, labels_from_logits
 from seg3d.model.folding import fold_batchnorm
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT, Backend, spconv_available
 
-__all__ = ["WEIGHT_LAYOUT", "Backend", "Encoder3D", "EncoderOutput", "fold_batchnorm", "spconv_available"]
+__all__ = [
+    "WEIGHT_LAYOUT",
+    "Backend",
+    "Encoder3D",
+    "EncoderOutput",
+    "fold_batchnorm",
+    "labels_from_logits",
+    "spconv_available",
+]

@@ -29,7 +29,15 @@ from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
 if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
     from spconv.pytorch import SparseConvTensor
 
-__all__ = ["ContextMLP", "Encoder3D", "EncoderOutput", "InputEmbedding", "PointBranch", "ResidualBlock"]
+__all__ = [
+    "ContextMLP",
+    "Encoder3D",
+    "EncoderOutput",
+    "InputEmbedding",
+    "PointBranch",
+    "ResidualBlock",
+    "labels_from_logits",
+]
 
 
 def _batch_norm(channels: int, enc: EncoderConfig, folded: bool) -> nn.Module:
@@ -266,3 +274,11 @@ class Encoder3D(nn.Module):
 
     def extra_repr(self) -> str:
         return f"backend={self.backend!r}, folded={self.folded}, present_taps={self.present_taps}"
+
+
+def labels_from_logits(logits: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """``(N,)`` int64 class of each row, never ``ignore_index``: the rule of the exported graph,
+    the service and evaluation alike (the ignore class is never a positive training target)."""
+    masked = logits.float().clone()
+    masked[:, ignore_index] = -torch.inf
+    return masked.argmax(dim=1)
