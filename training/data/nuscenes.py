@@ -188,6 +188,7 @@ class _Camera:
 class _Sample:
     token: str
     scene: str
+    lidar_token: str  # the LIDAR_TOP sample_data token: names lidarseg and submission files
     lidar_path: Path
     lidarseg_path: Path | None
     lidar_sensor: dict[str, Any]
@@ -299,6 +300,7 @@ class NuScenesDataset(Dataset[LidarSample]):
         return _Sample(
             token=sample["token"],
             scene=scene["name"],
+            lidar_token=lidar["token"],
             lidar_path=self.root / lidar["filename"],
             lidarseg_path=lidarseg_path,
             lidar_sensor=nusc.get("calibrated_sensor", lidar["calibrated_sensor_token"]),

@@ -1,0 +1,218 @@
+"""The assembled training model: every mode trains the parts it should, the KL stops at the teacher,
+the 3D encoder's state dict is the checkpoint's ``encoder3d.`` part."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pydantic
+import pytest
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from seg3d.checkpoint import Checkpoint, encoder_state_dict, load_checkpoint, save_checkpoint
+from seg3d.config import ModelConfig, load_config
+from seg3d.model import Encoder3D
+from training.data.batch import Batch
+from training.model import BranchConfig, TrainingModel, build_training_model, parameter_counts
+from training.model.branch_inputs import build_branch_inputs, image_scale_index
+from training.model.image_encoder import ResNet34
+
+from .samples import make_batch
+
+MODES = ("3d", "2dpass", "2ddata")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> ModelConfig:
+    return load_config("tiny")
+
+
+@pytest.fixture(scope="module")
+def batch(tiny: ModelConfig) -> Batch:
+    return make_batch(tiny)
+
+
+def _model(mode: str, config: ModelConfig, **fields: object) -> TrainingModel:
+    torch.manual_seed(0)
+    return build_training_model(config, BranchConfig(mode=mode, **fields))  # type: ignore[arg-type]
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def _scale_terms(num_scales: int) -> set[str]:
+    return {f"{kind}/{i}" for kind in ("aux3d", "fused", "kl") for i in range(num_scales)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_trains_its_parts(mode: str, tiny: ModelConfig, batch: Batch) -> None:
+    model = _model(mode, tiny)
+    out = model(batch)
+    assert out.logits.shape == (batch.points.shape[0], 17) and not out.logits.requires_grad
+    expected = {"seg3d", "total"} if mode == "3d" else {"seg3d", "seg2d", "total"} | _scale_terms(4)
+    assert set(out.terms) == expected
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.terms.values())
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+    assert _grad_norm(model.encoder3d) > 0
+    if mode == "3d":
+        assert model.encoder2d is None and model.branch is None
+    else:
+        assert model.encoder2d is not None and _grad_norm(model.encoder2d.backbone.conv1) > 0
+        assert _grad_norm(model.encoder2d.decoders) > 0
+
+
+@pytest.mark.parametrize("mode", ["2dpass", "2ddata"])
+def test_total_is_the_weighted_sum_of_the_terms(mode: str, tiny: ModelConfig, batch: Batch) -> None:
+    config = BranchConfig(mode=mode, kl_weight=2.0)  # type: ignore[arg-type]
+    with torch.no_grad():
+        terms = TrainingModel(tiny, config)(batch).terms
+    weighted = sum(config.term_weight(k, 4) * v for k, v in terms.items() if k != "total")
+    assert terms["total"] == pytest.approx(weighted, rel=1e-5)
+    assert config.term_weight("kl/3", 4) == 0.5 and config.term_weight("fused/0", 6) == pytest.approx(1 / 6)
+    assert BranchConfig().term_weight("kl/0", 6) == pytest.approx(0.05 / 6)
+
+
+@pytest.mark.parametrize("mode", ["2dpass", "2ddata"])
+def test_kl_reaches_the_student_only(mode: str, tiny: ModelConfig, batch: Batch) -> None:
+    model = _model(mode, tiny)
+    terms, _ = model.loss_terms(batch)
+    sum(v for k, v in terms.items() if k.startswith("kl/")).backward()
+    assert model.encoder2d is not None and model.branch is not None
+    assert _grad_norm(model.encoder2d) == 0  # the teacher's image side
+    teacher = model.branch.fusions if mode == "2dpass" else model.branch.scales
+    assert _grad_norm(teacher) == 0
+    if mode == "2dpass":
+        assert _grad_norm(model.branch.fused_heads) == 0
+    assert _grad_norm(model.branch.aux3d) > 0  # the student
+    assert _grad_norm(model.encoder3d.blocks) > 0  # and the 3D features it reads
+
+
+def test_a_batch_without_selected_points_gives_zero_lob_terms(tiny: ModelConfig) -> None:
+    empty = make_batch(tiny, boxes_used=False)
+    assert empty.views is not None and bool((empty.views.point_box < 0).all())
+    model = _model("2ddata", tiny)
+    out = model(empty)
+    for i in range(4):
+        assert out.terms[f"fused/{i}"] == 0.0 and out.terms[f"kl/{i}"] == 0.0
+    out.loss.backward()
+    assert model.encoder2d is not None and model.branch is not None
+    assert _grad_norm(model.encoder2d) > 0  # the 2D head still trains the image side
+    assert _grad_norm(model.branch.aux3d) > 0
+    # every LOB parameter is reached (DDP needs it), with an exactly zero gradient
+    assert all(p.grad is not None and not p.grad.any() for p in model.branch.scales.parameters())
+
+
+def test_branch_inputs_read_the_right_features(tiny: ModelConfig, batch: Batch) -> None:
+    model = _model("2ddata", tiny).eval()
+    assert model.encoder2d is not None and batch.views is not None and batch.labels is not None
+    views = batch.views
+    with torch.no_grad():
+        output = model.encoder3d.forward_features(batch.inputs)
+        inputs = build_branch_inputs(
+            batch, batch.labels, output, model.encoder2d.forward_coarse(views.images), tiny
+        )
+        full_maps = model.encoder2d(views.images)
+    assert inputs.image_scale == (0, 1, 2, 3)
+    rows, cols = views.pixels[:, 0], views.pixels[:, 1]
+    for got, full in zip(inputs.image_features, full_maps, strict=True):
+        assert torch.equal(got, full[views.point_view, :, rows, cols])
+    for i, r_prev in enumerate(tiny.encoder.conv_scales):
+        expected = output.voxel_features[i][batch.inputs.voxels[r_prev].inverse[views.point_index]]
+        assert torch.equal(inputs.point_features_3d(i), expected)
+    assert torch.equal(inputs.point_labels, batch.labels[views.point_index])
+    full_scales = load_config("nuscenes_full").encoder.scale_list
+    assert [image_scale_index(s) for s in full_scales] == [0, 1, 2, 3, 3, 3]
+
+
+def test_bad_batches_are_refused(tiny: ModelConfig, batch: Batch) -> None:
+    model = _model("2ddata", tiny)
+    with pytest.raises(ValueError, match="needs camera views"):
+        model(dataclasses.replace(batch, views=None))
+    with pytest.raises(ValueError, match="needs labels"):
+        model(dataclasses.replace(batch, labels=None))
+    assert batch.views is not None
+    bad_pixels = batch.views.pixels.clone()
+    bad_pixels[0, 1] = 96
+    with pytest.raises(ValueError, match="outside the 64×96 images"):
+        model(dataclasses.replace(batch, views=dataclasses.replace(batch.views, pixels=bad_pixels)))
+    assert _model("3d", tiny)(dataclasses.replace(batch, views=None)).terms.keys() == {"seg3d", "total"}
+
+
+def test_encoder_state_dict_is_the_checkpoint_encoder_part(
+    tiny: ModelConfig, batch: Batch, tmp_path: Path
+) -> None:
+    model = _model("2ddata", tiny).eval()
+    state = model.state_dict()
+    encoder_keys = set(model.encoder3d.state_dict())
+    assert {k for k in state if k.startswith("encoder3d.")} == {f"encoder3d.{k}" for k in encoder_keys}
+    assert all(k.split(".")[0] in {"encoder3d", "encoder2d", "branch"} for k in state)
+    save_checkpoint(tmp_path / "ckpt.pt", Checkpoint(mode="2ddata", model_config=tiny, state_dict=state))
+    bare = Encoder3D(tiny, "table")
+    bare.load_state_dict(encoder_state_dict(load_checkpoint(tmp_path / "ckpt.pt")), strict=True)
+    with torch.no_grad():
+        assert torch.equal(bare.eval()(batch.inputs), model.predict_logits(batch.inputs))
+
+
+def test_parameter_counts_at_the_full_config() -> None:
+    full = load_config("nuscenes_full")
+    counts = {mode: parameter_counts(_model(mode, full)) for mode in MODES}
+    assert counts["3d"] == {"encoder3d": 45_614_865, "encoder2d": 0, "branch": 0, "total": 45_614_865}
+    assert counts["2dpass"]["encoder2d"] == counts["2ddata"]["encoder2d"] == 26_433_920
+    assert counts["2dpass"]["branch"] == 2_197_469
+    assert counts["2ddata"]["branch"] == 2_330_077
+    assert counts["2ddata"]["total"] == 45_614_865 + 26_433_920 + 2_330_077
+
+
+def test_image_pretrained_initialises_the_backbone(tiny: ModelConfig, tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    state = ResNet34().state_dict()
+    path = tmp_path / "resnet34.pth"
+    torch.save({**state, "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}, path)
+    model = _model("2dpass", tiny, image_pretrained=path)
+    assert model.encoder2d is not None
+    assert torch.equal(model.encoder2d.backbone.layer2[1].conv2.weight, state["layer2.1.conv2.weight"])
+
+
+def test_config_is_frozen_and_strict() -> None:
+    config = BranchConfig()
+    assert (config.mode, config.lob_dim, config.lob_tau, config.lovasz_weight) == ("2ddata", 128, 0.1, 1.0)
+    with pytest.raises(pydantic.ValidationError):
+        BranchConfig(lob_width=3)  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError):
+        BranchConfig(mode="3D")  # type: ignore[arg-type]
+    with pytest.raises(pydantic.ValidationError):
+        config.mode = "3d"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("mode", ["2dpass", "2ddata"])
+def test_bf16_autocast_step(mode: str, tiny: ModelConfig, batch: Batch) -> None:
+    """The loop trains under bf16 autocast: no dtype clash between float32 and bf16 parts."""
+    model = _model(mode, tiny)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_every_parameter_is_used_for_ddp(tiny: ModelConfig) -> None:
+    """DDP without find_unused_parameters fails on the next step if a parameter got no gradient:
+    run two steps on a batch without selected points and with a zero KL weight."""
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    no_boxes = make_batch(tiny, boxes_used=False)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        for mode in ("2dpass", "2ddata"):
+            wrapped = DistributedDataParallel(_model(mode, tiny, kl_weight=0.0))
+            for _ in range(2):
+                wrapped(no_boxes).loss.backward()
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,56 @@
+"""Build the training and validation data sets a `TrainConfig` names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from training.config import TrainConfig
+from training.data.augment import Augment3D
+from training.data.nuscenes import NuScenesDataset
+from training.data.sample import LidarSample
+from training.data.semantickitti import SemanticKittiDataset, SemanticKittiLabelMap
+
+__all__ = ["build_dataset"]
+
+
+def build_dataset(
+    config: TrainConfig, root: str | Path, split: str, training: bool, nusc: Any = None
+) -> Dataset[LidarSample]:
+    """The data set of ``split`` (``train`` uses the config's training split and augmentation).
+
+    For nuScenes ``split`` is a devkit split name; ``"train"`` means the config's
+    ``data.nuscenes.split``. Mode ``3d`` reads no image.
+    """
+    data = config.data
+    if data.dataset == "nuscenes":
+        options = data.nuscenes
+        if split != "train":
+            options = options.model_copy(update={"split": split})
+        if config.branch.mode == "3d":
+            options = options.model_copy(update={"cameras": "none"})
+        return NuScenesDataset(
+            root,
+            config.model,
+            options,
+            training=training,
+            labelled=split != "test",
+            seed=config.loop.seed,
+            nusc=nusc,
+        )
+    kitti = data.semantickitti
+    label_path = Path(kitti.label_config)
+    if not label_path.is_absolute():
+        label_path = Path(root) / label_path
+    sequences = kitti.train_sequences if split == "train" else kitti.val_sequences
+    return SemanticKittiDataset(
+        root,
+        SemanticKittiLabelMap.from_yaml(label_path),
+        config.model,
+        split=None if sequences else ("train" if split == "train" else "valid"),
+        sequences=sequences,
+        augment=Augment3D() if training else None,
+        seed=config.loop.seed,
+    )

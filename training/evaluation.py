@@ -1,0 +1,126 @@
+"""Evaluate the 3D encoder on a data set: confusion matrices, optional test-time augmentation.
+
+Two metrics (`architecture.md` §6 and §9 row 15):
+
+- *crop*: the points inside the crop range, what 2DPASS reports;
+- *full scan*: every point of the file; points outside the crop take the label of their nearest
+  in-crop point, as the service does (`seg3d.pointcloud.fill_outside_crop`).
+
+Test-time augmentation (``votes > 1``) runs each cloud ``votes`` times with a random yaw rotation
+and translation (no flip, no scale, as 2DPASS votes) and sums the logits per point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from seg3d.config import ModelConfig
+from seg3d.io import read_bin
+from seg3d.model import labels_from_logits
+from seg3d.pointcloud import fill_outside_crop
+from seg3d.preprocess import prepare_inputs
+from seg3d.preprocess.device import move_to
+from training.data.augment import Augment3D
+from training.data.sample import LidarSample
+from training.metrics import ConfusionMatrix, IoUReport
+
+__all__ = ["Evaluation", "evaluate_dataset", "predict_sample"]
+
+#: 2DPASS's voting augmentation: yaw rotation and translation only.
+VOTE_AUGMENT = Augment3D(rotate=True, flip=False, scale_range=(1.0, 1.0), translate_std=0.1)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    crop: IoUReport
+    full_scan: IoUReport | None
+
+
+@torch.no_grad()
+def predict_sample(
+    encoder: nn.Module,
+    sample: LidarSample,
+    config: ModelConfig,
+    device: torch.device,
+    votes: int = 1,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Class of each of the sample's points, ``(N,)`` int64, summing logits over ``votes`` runs;
+    never the ignore class (as the exported graph)."""
+    points = sample.points
+    if votes == 1:
+        inputs = move_to(prepare_inputs(points, config), device)
+        return labels_from_logits(encoder(inputs), config.ignore_index).cpu()
+    generator = torch.Generator().manual_seed(seed)
+    copies = [VOTE_AUGMENT(points, generator) for _ in range(votes)]
+    batch = torch.cat([torch.full((points.shape[0],), i, dtype=torch.int64) for i in range(votes)])
+    inputs = move_to(prepare_inputs(torch.cat(copies), config, batch=batch), device)
+    logits = encoder(inputs).view(votes, points.shape[0], -1).sum(0)
+    return labels_from_logits(logits, config.ignore_index).cpu()
+
+
+def evaluate_dataset(
+    encoder: nn.Module,
+    dataset: Dataset[LidarSample],
+    config: ModelConfig,
+    device: torch.device | str = "cpu",
+    votes: int = 1,
+    max_samples: int | None = None,
+    full_scan: bool = False,
+    progress: bool = True,
+    file_points: Callable[[int], np.ndarray] | None = None,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
+) -> IoUReport | Evaluation:
+    """Crop metric (an `IoUReport`), or both metrics (`Evaluation`) with ``full_scan``.
+
+    ``file_points(i)`` returns the file's xyz of sample ``i`` (needed for the full scan);
+    ``on_prediction(i, labels)`` receives the full-scan labels of each sample (submissions).
+    """
+    device = torch.device(device)
+    was_training = encoder.training
+    encoder.eval()
+    crop, full = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
+    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))  # type: ignore[arg-type]
+    try:
+        for index in tqdm(range(count), disable=not progress, unit="scan", desc="evaluate"):
+            sample = dataset[index]
+            predicted = predict_sample(encoder, sample, config, device, votes, seed=index)
+            if sample.labels is not None:
+                crop.update(predicted, sample.labels)
+            if not (full_scan or on_prediction):
+                continue
+            if file_points is None:
+                raise ValueError("full-scan evaluation needs file_points")
+            xyz = file_points(index)
+            inside = np.zeros(xyz.shape[0], dtype=bool)
+            inside[sample.indices.numpy()] = True
+            labels = np.zeros(xyz.shape[0], dtype=np.int64)
+            labels[sample.indices.numpy()] = predicted.numpy()
+            labels = fill_outside_crop(xyz, inside, labels[inside])
+            if on_prediction is not None:
+                on_prediction(index, labels)
+            truth = getattr(dataset, "read_labels", None)
+            if full_scan and truth is not None:
+                full.update(torch.from_numpy(labels), truth(index, xyz.shape[0]))
+    finally:
+        encoder.train(was_training)
+    crop_report = crop.report(config.class_names)
+    if not full_scan:
+        return crop_report
+    return Evaluation(crop_report, full.report(config.class_names))
+
+
+def nuscenes_file_points(dataset: object) -> Callable[[int], np.ndarray]:
+    """xyz of sample ``i``'s LiDAR file, for a `training.data.nuscenes.NuScenesDataset`."""
+
+    def read(index: int) -> np.ndarray:
+        return read_bin(dataset.samples[index].lidar_path, 5)[:, :3]  # type: ignore[attr-defined]
+
+    return read

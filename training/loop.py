@@ -1,0 +1,322 @@
+"""The training loop: `architecture.md` §6, resumable, on one process or under ``torchrun``.
+
+One optimiser step = ``accumulate`` batches per process; DDP averages gradients across processes,
+so the global batch is ``batch_size × accumulate × world``. Each step clips the total gradient norm
+and skips the update when the loss or the norm is not finite. The cosine schedule steps per epoch
+(2DPASS) or per step. ``last.pt`` is written every ``checkpoint_every`` steps and at each epoch end,
+``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
+previous complete file. ``--resume`` restores the model, optimiser, scheduler, step, position in
+the epoch and RNG states, and the sampler skips the batches already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from seg3d.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from seg3d.preprocess.device import move_to
+from training.config import TrainConfig
+from training.data.batch import collate
+from training.datasets import build_dataset
+from training.distributed import Distributed, all_mean, setup_distributed
+from training.evaluation import evaluate_dataset
+from training.model import TrainingModel, build_training_model
+from training.sampler import EpochSampler
+
+__all__ = ["TrainResult", "train"]
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass
+class TrainState:
+    """Where the run is; saved in every checkpoint."""
+
+    step: int = 0  # optimiser steps done
+    epoch: int = 0  # current epoch
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed (per process)
+    best_miou: float = -1.0
+    skipped_steps: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    epochs_done: int
+    last_loss: float
+    best_miou: float
+    skipped_steps: int
+    out: Path
+
+
+def _unwrap(model: nn.Module) -> TrainingModel:
+    return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(
+    path: Path,
+    config: TrainConfig,
+    model: TrainingModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: TrainState,
+) -> None:
+    save_checkpoint(
+        path,
+        Checkpoint(
+            mode=config.branch.mode,
+            model_config=config.model,
+            state_dict=model.state_dict(),
+            training={
+                "config": config.model_dump(mode="json"),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": {
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    "batch_in_epoch": state.batch_in_epoch,
+                    "best_miou": state.best_miou,
+                    "skipped_steps": state.skipped_steps,
+                    "history": state.history,
+                },
+                "rng": _rng_state(),
+            },
+        ),
+    )
+
+
+def _resume(
+    path: Path, config: TrainConfig, model: TrainingModel, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> TrainState:
+    checkpoint = load_checkpoint(path)
+    stored = TrainConfig.model_validate(checkpoint.training["config"])
+    if stored.model != config.model or stored.branch != config.branch:
+        raise ValueError(
+            f"{path} was trained with another model or mode ({stored.name}: {stored.model.name}, "
+            f"mode {stored.branch.mode}); resume with that config or train into a new --out"
+        )
+    model.load_state_dict(checkpoint.state_dict)
+    optimizer.load_state_dict(checkpoint.training["optimizer"])
+    scheduler.load_state_dict(checkpoint.training["scheduler"])
+    _set_rng_state(checkpoint.training["rng"])
+    return TrainState(**checkpoint.training["state"])
+
+
+def _writer(out: Path, env: Distributed) -> Any:
+    if not env.is_main:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is in the `train` extra; the loop works without it
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def train(
+    config: TrainConfig,
+    data_root: str | Path,
+    out: str | Path,
+    max_steps: int | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` on ``data_root`` into ``out`` (see the module docstring).
+
+    Raises:
+        FileExistsError: ``out`` already holds a run and ``resume`` is False.
+        FileNotFoundError: ``resume`` without a ``last.pt``; a data root that is not a data set.
+        ValueError: resuming a checkpoint of another model or mode.
+    """
+    out = Path(out)
+    env = setup_distributed(device)
+    try:
+        return _train(config, Path(data_root), out, max_steps, resume, env, progress, on_step)
+    finally:
+        env.close()
+
+
+def _train(
+    config: TrainConfig,
+    data_root: Path,
+    out: Path,
+    max_steps: int | None,
+    resume: bool,
+    env: Distributed,
+    progress: bool,
+    on_step: Callable[[int, float], None] | None,
+) -> TrainResult:
+    if (out / LAST).exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run ({LAST}); pass --resume or choose another --out")
+    if resume and not (out / LAST).exists():
+        raise FileNotFoundError(f"--resume: no {LAST} in {out}")
+    loop = config.loop
+    torch.manual_seed(loop.seed)  # same initial weights on every process
+    train_set = build_dataset(config, data_root, "train", training=True)
+    val_set = build_dataset(config, data_root, config.data.val_split, training=False) if env.is_main else None
+    model = build_training_model(config.model, config.branch).to(env.device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.optim.lr,
+        momentum=config.optim.momentum,
+        nesterov=config.optim.nesterov,
+        weight_decay=config.optim.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.t_max, eta_min=config.schedule.eta_min
+    )
+    state = _resume(out / LAST, config, model, optimizer, scheduler) if resume else TrainState()
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config.to_yaml())
+    wrapped: nn.Module = (
+        DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+        if env.world > 1
+        else model
+    )
+    sampler = EpochSampler(
+        len(train_set), loop.batch_size, shuffle=True, seed=loop.seed, rank=env.rank, world=env.world
+    )
+    steps_per_epoch = len(sampler) // loop.accumulate
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{len(train_set)} training samples are too few for batch {loop.batch_size} × accumulate "
+            f"{loop.accumulate} × {env.world} process(es)"
+        )
+    loader_kwargs: dict[str, Any] = {
+        "batch_sampler": sampler,
+        "collate_fn": partial(collate, config=config.model),
+        "num_workers": config.data.num_workers,
+        "persistent_workers": False,
+    }
+    writer = _writer(out, env)
+    autocast = (
+        partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
+        if loop.amp and env.device.type == "cuda"
+        else contextlib.nullcontext
+    )
+    total_steps = min(steps_per_epoch * loop.epochs, max_steps or math.inf)
+    bar = tqdm(
+        total=int(total_steps), initial=state.step, disable=not (progress and env.is_main), unit="step"
+    )
+    last_loss = float("nan")
+    try:
+        while state.epoch < loop.epochs and state.step < total_steps:
+            train_set.set_epoch(state.epoch)  # type: ignore[attr-defined]
+            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
+            model.train()
+            micro: list[float] = []
+            started = time.perf_counter()
+            samples = 0
+            for batch in DataLoader(train_set, **loader_kwargs):
+                if state.batch_in_epoch >= steps_per_epoch * loop.accumulate:
+                    break  # the incomplete last step of an epoch is dropped
+                batch = move_to(batch, env.device)
+                final = (state.batch_in_epoch + 1) % loop.accumulate == 0
+                sync = contextlib.nullcontext() if final or env.world == 1 else wrapped.no_sync()  # type: ignore[operator]
+                with sync, autocast():
+                    output = wrapped(batch)
+                    (output.loss / loop.accumulate).backward()
+                micro.append(float(output.loss.detach()))
+                samples += len(batch.names)
+                state.batch_in_epoch += 1
+                if not final:
+                    continue
+                loss = all_mean(sum(micro) / len(micro), env)
+                micro = []
+                norm = _clip(model, config.optim.grad_clip)
+                if math.isfinite(loss) and math.isfinite(norm):
+                    optimizer.step()
+                else:
+                    state.skipped_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                last_loss = loss
+                if config.schedule.unit == "step":
+                    scheduler.step()
+                elapsed = time.perf_counter() - started
+                rate = samples * env.world / max(elapsed, 1e-9)
+                bar.set_postfix(
+                    loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", samples_s=f"{rate:.2f}"
+                )
+                bar.update(1)
+                if on_step is not None:
+                    on_step(state.step, loss)
+                if writer is not None and state.step % loop.log_every == 0:
+                    writer.add_scalar("train/loss", loss, state.step)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state.step)
+                    writer.add_scalar("train/grad_norm", norm, state.step)
+                    writer.add_scalar("train/samples_per_s", rate, state.step)
+                    for name, value in output.terms.items():
+                        writer.add_scalar(f"loss/{name}", value, state.step)
+                if env.is_main and state.step % loop.checkpoint_every == 0:
+                    _save(out / LAST, config, model, optimizer, scheduler, state)
+                if state.step >= total_steps:
+                    break
+            epoch_done = state.batch_in_epoch >= steps_per_epoch * loop.accumulate
+            if epoch_done:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if config.schedule.unit == "epoch":
+                    scheduler.step()
+            validate = epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)
+            if (validate or state.step >= total_steps) and env.is_main:
+                if validate and val_set is not None and len(val_set) > 0:
+                    report = evaluate_dataset(
+                        model.encoder3d,
+                        val_set,
+                        config.model,
+                        env.device,
+                        max_samples=loop.max_val_samples,
+                        progress=False,
+                    )
+                    state.history.append({"epoch": state.epoch, "step": state.step, "miou": report.miou})
+                    if writer is not None:
+                        writer.add_scalar("val/miou", report.miou, state.step)
+                    if report.miou > state.best_miou:
+                        state.best_miou = report.miou
+                        _save(out / BEST, config, model, optimizer, scheduler, state)
+                _save(out / LAST, config, model, optimizer, scheduler, state)
+            env.barrier()
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return TrainResult(state.step, state.epoch, last_loss, state.best_miou, state.skipped_steps, out)
+
+
+def _clip(model: nn.Module, max_norm: float | None) -> float:
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if not parameters:
+        return 0.0
+    if max_norm is None:
+        return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters])))  # type: ignore[union-attr]
+    return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))

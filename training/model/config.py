@@ -1,0 +1,66 @@
+"""The ``branch`` section of a training config: which mode, the LOB knobs and the loss weights.
+
+Weights follow `architecture.md` §4 / §5.2. The per-scale terms are given as 2DPASS's λ and divided
+by the number of 3D scales ``S`` (6 at the nuScenes configuration), so ``fused_weight = 1`` means
+1/6 per scale and ``kl_weight = 0.05`` means 0.05/6 per scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["BranchConfig", "Mode"]
+
+Mode = Literal["3d", "2dpass", "2ddata"]
+
+
+class BranchConfig(BaseModel):
+    """Mode, Local Object Branch knobs and loss weights of the training model.
+
+    Attributes:
+        mode: ``3d`` (3D encoder alone), ``2dpass`` (+ 2D encoder + MSFSKD) or ``2ddata`` (+ 2D
+            encoder + Local Object Branch).
+        lob_dim: ``D``, width of the LOB's class-aware embeddings.
+        lob_tau: ``τ``, temperature of the in-box softmax.
+        lob_classes: rows of the LOB class embedding (interest classes; 6 by default, 10 with the
+            "all thing classes" option). Every box class must be below it.
+        lovasz_weight: weight of Lovász-softmax beside cross-entropy in every segmentation term.
+        seg3d_weight: final 3D logits on all points.
+        aux3d_weight: each scale's 3D auxiliary head on voxels (2DPASS adds it unscaled per scale).
+        seg2d_weight: 2dpass: the final fused classifier; 2ddata: the 2D head at the projected points.
+        fused_weight: λ of the per-scale fused terms; each scale gets ``fused_weight / S``.
+        kl_weight: λ of the per-scale distillation terms; each scale gets ``kl_weight / S``.
+        image_pretrained: a torchvision ``resnet34`` ImageNet state dict to initialise the 2D
+            backbone from; None trains it from scratch (the 2DPASS configs do).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Mode = "2ddata"
+    lob_dim: int = Field(128, ge=1)
+    lob_tau: float = Field(0.1, gt=0)
+    lob_classes: int = Field(6, ge=1)
+    lovasz_weight: float = Field(1.0, ge=0)
+    seg3d_weight: float = Field(1.0, ge=0)
+    aux3d_weight: float = Field(1.0, ge=0)
+    seg2d_weight: float = Field(1.0, ge=0)
+    fused_weight: float = Field(1.0, ge=0)
+    kl_weight: float = Field(0.05, ge=0)
+    image_pretrained: Path | None = None
+
+    def term_weight(self, name: str, num_scales: int) -> float:
+        """Weight of the loss term ``name`` (``seg3d``, ``seg2d``, ``aux3d/i``, ``fused/i``, ``kl/i``)."""
+        kind = name.split("/")[0]
+        weights = {
+            "seg3d": self.seg3d_weight,
+            "seg2d": self.seg2d_weight,
+            "aux3d": self.aux3d_weight,
+            "fused": self.fused_weight / num_scales,
+            "kl": self.kl_weight / num_scales,
+        }
+        if kind not in weights:
+            raise KeyError(f"unknown loss term {name!r}")
+        return weights[kind]
