@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,3 +40,15 @@ def semantickitti_scan() -> RealScan:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_nuscenes(tmp_path_factory) -> Path:
+    """A generated nuScenes-format dataset (v1.0-mini: 10 scenes, 8 mini_train + 2 mini_val, 3
+    keyframes each), shared by every test that needs nuScenes-layout data."""
+    pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
+    from training.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synthetic") / "nuscenes"
+    generate(root, scenes=10, samples_per_scene=3, seed=0, version="v1.0-mini")
+    return root

@@ -6,12 +6,14 @@ and skips the update when the loss or the norm is not finite. The cosine schedul
 (2DPASS) or per step. ``last.pt`` is written every ``checkpoint_every`` steps and at each epoch end,
 ``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
 previous complete file. ``--resume`` restores the model, optimiser, scheduler, step, position in
-the epoch and RNG states, and the sampler skips the batches already done.
+the epoch and RNG states, and the sampler skips the batches already done. ``train_log.jsonl``
+gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seg3d.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from seg3d.io import write_atomic
 from seg3d.preprocess.device import move_to
 from training.config import TrainConfig
 from training.data.batch import collate
@@ -196,7 +199,14 @@ def _train(
     state = _resume(out / LAST, config, model, optimizer, scheduler) if resume else TrainState()
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config.to_yaml())
+        write_atomic(out / "config.yaml", config.to_yaml())
+        for stale in out.glob(".*.tmp"):  # a write cut by a kill; the complete file beside it is kept
+            stale.unlink()
+        log_path = out / "train_log.jsonl"
+        if resume and log_path.exists():  # steps logged after the checkpoint are redone: drop them
+            kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= state.step]
+            write_atomic(log_path, "".join(f"{line}\n" for line in kept))
+    log = (out / "train_log.jsonl").open("a") if env.is_main else None
     wrapped: nn.Module = (
         DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
         if env.world > 1
@@ -270,6 +280,17 @@ def _train(
                 bar.update(1)
                 if on_step is not None:
                     on_step(state.step, loss)
+                if log is not None:
+                    record = {
+                        "step": state.step,
+                        "epoch": state.epoch,
+                        "loss": loss,
+                        "grad_norm": norm,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "skipped": state.skipped_steps,
+                    }
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
                 if writer is not None and state.step % loop.log_every == 0:
                     writer.add_scalar("train/loss", loss, state.step)
                     writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state.step)
@@ -310,6 +331,8 @@ def _train(
         bar.close()
         if writer is not None:
             writer.close()
+        if log is not None:
+            log.close()
     return TrainResult(state.step, state.epoch, last_loss, state.best_miou, state.skipped_steps, out)
 
 
