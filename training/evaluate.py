@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     encoder.to(args.device)
+    encoder.present_taps = str(args.device).startswith("cpu")  # the CPU fast path, same values
     nuscenes = config.data.dataset == "nuscenes"
     submission = (
         _submission_writer(args.submission, args.split, dataset) if args.submission and nuscenes else None

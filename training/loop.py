@@ -53,6 +53,7 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of `epoch` already consumed (per process)
     best_miou: float = -1.0
     skipped_steps: int = 0
+    train_seconds: float = 0.0  # wall time of training steps (data loading included), over resumes
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -107,6 +108,7 @@ def _save(
                     "batch_in_epoch": state.batch_in_epoch,
                     "best_miou": state.best_miou,
                     "skipped_steps": state.skipped_steps,
+                    "train_seconds": state.train_seconds,
                     "history": state.history,
                 },
                 "rng": _rng_state(),
@@ -186,6 +188,9 @@ def _train(
     train_set = build_dataset(config, data_root, "train", training=True)
     val_set = build_dataset(config, data_root, config.data.val_split, training=False) if env.is_main else None
     model = build_training_model(config.model, config.branch).to(env.device)
+    # On CPU, convolve over the present neighbour taps only: same values, and the backward pass
+    # gathers instead of scattering into all 27 taps (measured 2x faster backward at the demo config).
+    model.encoder3d.present_taps = env.device.type == "cpu"
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.optim.lr,
@@ -204,7 +209,9 @@ def _train(
             stale.unlink()
         log_path = out / "train_log.jsonl"
         if resume and log_path.exists():  # steps logged after the checkpoint are redone: drop them
-            kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= state.step]
+            kept = [
+                line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= state.step
+            ]
             write_atomic(log_path, "".join(f"{line}\n" for line in kept))
     log = (out / "train_log.jsonl").open("a") if env.is_main else None
     wrapped: nn.Module = (
@@ -244,7 +251,7 @@ def _train(
             sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
             model.train()
             micro: list[float] = []
-            started = time.perf_counter()
+            started = tick = time.perf_counter()
             samples = 0
             for batch in DataLoader(train_set, **loader_kwargs):
                 if state.batch_in_epoch >= steps_per_epoch * loop.accumulate:
@@ -269,6 +276,9 @@ def _train(
                     state.skipped_steps += 1
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                now = time.perf_counter()
+                state.train_seconds += now - tick
+                tick = now
                 last_loss = loss
                 if config.schedule.unit == "step":
                     scheduler.step()
@@ -288,6 +298,7 @@ def _train(
                         "grad_norm": norm,
                         "lr": optimizer.param_groups[0]["lr"],
                         "skipped": state.skipped_steps,
+                        "train_s": round(state.train_seconds, 2),
                     }
                     log.write(json.dumps(record) + "\n")
                     log.flush()

@@ -126,3 +126,96 @@ def test_options_reject_unknown_values() -> None:
         NuScenesOptions(channels=("CAM_TOP",))
     with pytest.raises(ValueError, match="extra"):
         NuScenesOptions(camera="all")  # type: ignore[call-arg]
+
+
+# --- the generated nuScenes-format dataset (labelled, six cameras) -------------------------------
+
+MINI = NuScenesOptions(version="v1.0-mini", split="mini_train")
+
+
+def _all_samples(root: Path, options: NuScenesOptions, nusc=None) -> list:
+    config = load_config("tiny")
+    samples = []
+    for split in ("mini_train", "mini_val"):
+        dataset = NuScenesDataset(root, config, options.model_copy(update={"split": split}), nusc=nusc)
+        samples += [dataset[i] for i in range(len(dataset))]
+    return samples
+
+
+def test_synthetic_dataset_through_the_loader(synthetic_nuscenes: Path) -> None:
+    """Acceptance: one label per point, all 16 classes over the 10 scenes, boxes for every interest
+    class, and points assigned to a box mostly (≥ 70 %) of its class."""
+    from nuscenes.nuscenes import NuScenes
+
+    nusc = NuScenes(version="v1.0-mini", dataroot=str(synthetic_nuscenes), verbose=False)
+    samples = _all_samples(synthetic_nuscenes, MINI.model_copy(update={"cameras": "all"}), nusc)
+    assert len(samples) == 30
+    labels_seen = torch.zeros(17, dtype=torch.int64)
+    in_box: dict[int, list[int]] = {}
+    box_classes: set[int] = set()
+    for sample in samples:
+        assert sample.labels is not None and sample.labels.shape[0] == sample.points.shape[0]
+        labels_seen += torch.bincount(sample.labels, minlength=17)
+        assert len(sample.views) == 6
+        claimed = torch.cat([v.point_index for v in sample.views])
+        assert claimed.unique().shape == claimed.shape  # a point belongs to one camera at most
+        for view in sample.views:
+            box_classes |= set(view.box_class.tolist())
+            owned = view.point_box >= 0
+            truth = sample.labels[view.point_index[owned]]
+            expected = view.box_label[view.point_box[owned]]
+            for label in expected.unique().tolist():
+                hits = in_box.setdefault(label, [0, 0])
+                hits[0] += int((truth[expected == label] == label).sum())
+                hits[1] += int((expected == label).sum())
+    assert bool((labels_seen[1:] > 0).all()), f"classes never seen: {torch.nonzero(labels_seen[1:] == 0)}"
+    assert box_classes == set(range(6)), f"interest classes with boxes: {sorted(box_classes)}"
+    purity = {label: hit / total for label, (hit, total) in in_box.items()}
+    assert min(purity.values()) >= 0.7, f"in-box purity per training class: {purity}"
+    assert all(total > 100 for _, total in in_box.values())
+    # the devkit's own lidarseg files agree with ours point for point
+    record = nusc.get("lidarseg", nusc.sample[0]["data"]["LIDAR_TOP"])
+    raw = np.fromfile(synthetic_nuscenes / record["filename"], dtype=np.uint8)
+    points = np.fromfile(
+        synthetic_nuscenes / nusc.get("sample_data", record["sample_data_token"])["filename"], dtype="<f4"
+    ).reshape(-1, 5)
+    assert raw.shape[0] == points.shape[0]
+
+
+def test_one_random_camera_is_seeded(synthetic_nuscenes: Path) -> None:
+    config = load_config("tiny")
+    a = NuScenesDataset(synthetic_nuscenes, config, MINI, training=True, seed=1)
+    b = NuScenesDataset(synthetic_nuscenes, config, MINI, training=True, seed=1)
+    picks = [a[i].views[0].camera for i in range(len(a))]
+    assert picks == [b[i].views[0].camera for i in range(len(b))]
+    assert len(set(picks)) >= 4  # 24 draws among 6 cameras
+    assert all(len(a[i].views) == 1 for i in range(3))
+
+
+def test_bad_files_get_errors_that_name_them(synthetic_nuscenes: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_nuscenes, root, symlinks=True)
+    dataset = NuScenesDataset(root, load_config("tiny"), MINI)
+    record = dataset.samples[0]
+    points = record.lidar_path.read_bytes()
+
+    record.lidar_path.write_bytes(points[:-7])  # not a whole number of 5-float records
+    with pytest.raises(ValueError, match=rf"{record.lidar_path.name}.*not a multiple of 20"):
+        dataset[0]
+    record.lidar_path.write_bytes(points[:-20])  # one point fewer than labels
+    with pytest.raises(ValueError, match=rf"{record.lidarseg_path.name} has \d+ labels for \d+ points"):
+        dataset[0]
+    record.lidar_path.unlink()
+    with pytest.raises(FileNotFoundError, match=record.lidar_path.name):
+        dataset[0]
+    record.lidar_path.write_bytes(points)
+    labels = record.lidarseg_path.read_bytes()
+    record.lidarseg_path.unlink()
+    with pytest.raises(FileNotFoundError, match=record.lidarseg_path.name):
+        dataset[0]
+    record.lidarseg_path.write_bytes(labels)
+    dataset = NuScenesDataset(root, load_config("tiny"), MINI)  # a fresh index
+    camera = dataset.samples[1].cameras[0]
+    camera.path.write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=camera.path.name):
+        NuScenesDataset(root, load_config("tiny"), MINI.model_copy(update={"cameras": "all"}))[1]
