@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 **evaluation.full_scan.as_dict(),
                 **{f"miou_{g}": evaluation.full_scan.group_miou(n) for g, n in groups.items()},
             }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(args.json, json.dumps(figures, indent=2))
     if args.submission:
         meta = {
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "use_map": False,
             "use_external": False,
         }
+        (args.submission / args.split).mkdir(parents=True, exist_ok=True)
         write_atomic(args.submission / args.split / "submission.json", json.dumps({"meta": meta}, indent=2))
         print(f"submission written to {args.submission}")
     return 0
