@@ -1,0 +1,81 @@
+"""``python -m training.data.synthetic``: help, clear refusals with exit status 2, a run end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.data.synthetic.__main__ import main
+
+
+def test_help_explains_every_option() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "training.data.synthetic", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    for option in (
+        "--out",
+        "--scenes",
+        "--samples-per-scene",
+        "--seed",
+        "--version",
+        "--workers",
+        "--overwrite",
+    ):
+        assert option in done.stdout
+    assert "v1.0-mini" in done.stdout and "v1.0-trainval" in done.stdout
+
+
+def test_a_non_empty_destination_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["--out", str(out), "--scenes", "1", "--samples-per-scene", "1", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "not empty" in error and "--overwrite" in error
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--scenes", "11"], "v1.0-mini has 10 scenes"),
+        (["--scenes", "0"], "--scenes must be at least 1"),
+        (["--samples-per-scene", "0"], "--samples-per-scene must be at least 1"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--version", "v1.0-trainval", "--scenes", "851"], "v1.0-trainval has 850 scenes"),
+    ],
+)
+def test_impossible_requests_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    assert main(["--out", str(tmp_path / "data"), "--quiet", *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_command_writes_and_overwrites_a_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nuscenes.nuscenes import NuScenes
+
+    out = tmp_path / "data"
+    arguments = ["--out", str(out), "--scenes", "2", "--samples-per-scene", "1", "--workers", "1"]
+    assert main([*arguments, "--version", "v1.0-trainval"]) == 0
+    assert "2 scenes, 2 samples" in capsys.readouterr().out
+    nusc = NuScenes(version="v1.0-trainval", dataroot=str(out), verbose=False)
+    from nuscenes.utils.splits import create_splits_scenes
+
+    splits = create_splits_scenes()
+    assert {s["name"] for s in nusc.scene} == {splits["train"][0], splits["val"][0]}
+    assert main(arguments) == 2  # now in the way
+    assert main([*arguments, "--overwrite", "--quiet", "--seed", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["lidarseg", "maps", "samples", "v1.0-mini"]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
