@@ -74,16 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     figures = json.loads(metrics.read_text())
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
-    write_atomic(args.out / "MODEL_CARD.md", _card(args, figures, log, log[-1]["train_s"] / 60))
+    write_atomic(args.out / "MODEL_CARD.md", _card(args, figures, log, log[-1].get("train_s")))
     print(f"demo model written to {args.out}")
     return 0
 
 
-def _card(args: argparse.Namespace, figures: dict, log: list[dict], train_minutes: float) -> str:
+def _card(args: argparse.Namespace, figures: dict, log: list[dict], train_seconds: float | None) -> str:
     crop = figures["crop"]
     rows = "\n".join(
         f"| {name} | {'—' if value is None else f'{100 * value:.1f}'} |"
         for name, value in crop["iou"].items()
+    )
+    timing = (
+        "training time not recorded in this run's log"
+        if train_seconds is None
+        else f"{train_seconds / 60:.1f} min of training wall time (data loading in, validation out)"
     )
     command = (
         f"python -m training.demo --scenes {args.scenes} --samples-per-scene {args.samples_per_scene} "
@@ -114,8 +119,7 @@ splits apply to its scene names: training on the `train` scenes, the metrics bel
 
 - config `training/configs/demo.yaml`: mode `2ddata` (ResNet-34 2D encoder + Local Object Branch during
   training), 3D encoder `tiny` (0.2 m cells, width 32, scales 2/4/8/16); only the 3D encoder is exported;
-- {len(log)} optimiser steps of batch 2 on CPU: {train_minutes:.1f} min of training wall time (data loading
-  included, validation excluded) in the run that produced this card;
+- {len(log)} optimiser steps of batch 2 on CPU: {timing};
 - final training loss {log[-1]["loss"]:.3f} (sum of every term of the 2DDATA loss).
 
 ## Metrics on the held-out synthetic val scenes (crop, 1 vote)

@@ -319,7 +319,11 @@ def _train(
                 state.batch_in_epoch = 0
                 if config.schedule.unit == "epoch":
                     scheduler.step()
-            validate = epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)
+            # Validate on schedule, and once more when the step budget ends the run mid-epoch, so
+            # best.pt always reflects the final weights too.
+            validate = (epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)) or (
+                state.step >= total_steps
+            )
             if (validate or state.step >= total_steps) and env.is_main:
                 if validate and val_set is not None and len(val_set) > 0:
                     report = evaluate_dataset(

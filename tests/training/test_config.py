@@ -25,7 +25,7 @@ def test_nuscenes_configs_follow_the_recipe() -> None:
 
 
 def test_errors_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="bundled: .*nuscenes_2ddata"):
+    with pytest.raises(FileNotFoundError, match=r"bundled: .*nuscenes_2ddata"):
         load_train_config("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmodel: tiny\nloop: {epochs: 2, batchsize: 4}\n")
