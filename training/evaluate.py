@@ -25,7 +25,7 @@ from seg3d.labels import nuscenes_train_id
 from seg3d.model import Encoder3D
 from training.config import TrainConfig
 from training.datasets import build_dataset
-from training.evaluation import Evaluation, evaluate_dataset, nuscenes_file_points
+from training.evaluation import evaluate_dataset, nuscenes_file_points
 
 __all__ = ["interest_groups", "main"]
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --submission is for nuScenes", file=sys.stderr)
         return 2
     labelled = args.split != "test"
-    result = evaluate_dataset(
+    evaluation = evaluate_dataset(
         encoder,
         dataset,
         config.model,
@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         on_prediction=submission,
     )
     groups = interest_groups(config) if nuscenes else {}
-    evaluation = result if isinstance(result, Evaluation) else Evaluation(result, None)
     if labelled:
         print(f"## {args.checkpoint} on {args.split} ({len(dataset)} samples, {args.tta} vote(s))\n")
         print("### Crop (2DPASS metric)\n")

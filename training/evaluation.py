@@ -77,8 +77,8 @@ def evaluate_dataset(
     progress: bool = True,
     file_points: Callable[[int], np.ndarray] | None = None,
     on_prediction: Callable[[int, np.ndarray], None] | None = None,
-) -> IoUReport | Evaluation:
-    """Crop metric (an `IoUReport`), or both metrics (`Evaluation`) with ``full_scan``.
+) -> Evaluation:
+    """The crop metric, and with ``full_scan`` the full-scan one (else ``full_scan`` is None).
 
     ``file_points(i)`` returns the file's xyz of sample ``i`` (needed for the full scan);
     ``on_prediction(i, labels)`` receives the full-scan labels of each sample (submissions).
@@ -101,9 +101,8 @@ def evaluate_dataset(
             xyz = file_points(index)
             inside = np.zeros(xyz.shape[0], dtype=bool)
             inside[sample.indices.numpy()] = True
-            labels = np.zeros(xyz.shape[0], dtype=np.int64)
-            labels[sample.indices.numpy()] = predicted.numpy()
-            labels = fill_outside_crop(xyz, inside, labels[inside])
+            # Without dropout the crop keeps file order, so the predictions are the in-crop labels.
+            labels = fill_outside_crop(xyz, inside, predicted.numpy())
             if on_prediction is not None:
                 on_prediction(index, labels)
             truth = getattr(dataset, "read_labels", None)
@@ -111,10 +110,7 @@ def evaluate_dataset(
                 full.update(torch.from_numpy(labels), truth(index, xyz.shape[0]))
     finally:
         encoder.train(was_training)
-    crop_report = crop.report(config.class_names)
-    if not full_scan:
-        return crop_report
-    return Evaluation(crop_report, full.report(config.class_names))
+    return Evaluation(crop.report(config.class_names), full.report(config.class_names) if full_scan else None)
 
 
 def nuscenes_file_points(dataset: object) -> Callable[[int], np.ndarray]:

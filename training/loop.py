@@ -3,8 +3,8 @@
 One optimiser step = ``accumulate`` batches per process; DDP averages gradients across processes,
 so the global batch is ``batch_size × accumulate × world``. Each step clips the total gradient norm
 and skips the update when the loss or the norm is not finite. The cosine schedule steps per epoch
-(2DPASS) or per step. ``last.pt`` is written every ``checkpoint_every`` steps and at each epoch end,
-``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
+(2DPASS) or per step. ``last.pt`` is written every ``checkpoint_every`` steps, at each validation
+and at the end, ``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
 previous complete file. ``--resume`` restores the model, optimiser, scheduler, step, position in
 the epoch and RNG states, and the sampler skips the batches already done. ``train_log.jsonl``
 gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate).
@@ -324,8 +324,8 @@ def _train(
             validate = (epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)) or (
                 state.step >= total_steps
             )
-            if (validate or state.step >= total_steps) and env.is_main:
-                if validate and val_set is not None and len(val_set) > 0:
+            if validate and env.is_main:
+                if val_set is not None and len(val_set) > 0:
                     report = evaluate_dataset(
                         model.encoder3d,
                         val_set,
@@ -333,7 +333,7 @@ def _train(
                         env.device,
                         max_samples=loop.max_val_samples,
                         progress=False,
-                    )
+                    ).crop
                     state.history.append({"epoch": state.epoch, "step": state.step, "miou": report.miou})
                     if writer is not None:
                         writer.add_scalar("val/miou", report.miou, state.step)

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Checkpoints: OUT/last.pt (every loop.checkpoint_every steps and each epoch) and "
+        epilog="Checkpoints: OUT/last.pt (every loop.checkpoint_every steps, each validation, the end) and "
         "OUT/best.pt (best validation mIoU); both load with export/to_trt.py --checkpoint. "
         "TensorBoard logs: OUT/tensorboard.",
     )
