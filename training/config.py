@@ -37,11 +37,17 @@ class _Strict(BaseModel):
 
 class SemanticKittiOptions(_Strict):
     """SemanticKITTI: the label config (``semantic-kitti.yaml``, relative to the data root unless
-    absolute) and the splits, or explicit sequences."""
+    absolute) and the splits, or explicit sequences.
+
+    ``class_weighted`` weights the 3D cross-entropy as 2DPASS does on SemanticKITTI:
+    ``w_c = (max_k f_k / f_c)^(1/3)`` with ``f_c`` the class's share of points, from the label config's
+    ``content`` table (`SemanticKittiLabelMap.class_weights`).
+    """
 
     label_config: str = "semantic-kitti.yaml"
     train_sequences: tuple[int, ...] | None = None
     val_sequences: tuple[int, ...] | None = None
+    class_weighted: bool = True
 
 
 class DataConfig(_Strict):
@@ -53,6 +59,9 @@ class DataConfig(_Strict):
     val_split: Literal["train", "val", "test", "mini_train", "mini_val"] = "val"
     semantickitti: SemanticKittiOptions = SemanticKittiOptions()
     num_workers: int = Field(2, ge=0)
+    # Training-time augmentation (3D rotation/scale/flip/jitter, point dropout, image jitter and flip).
+    # Off for overfit checks, where the network must see the very points it is scored on.
+    augment: bool = True
 
 
 class OptimConfig(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
 from training.config import TrainConfig
@@ -13,18 +14,20 @@ from training.data.nuscenes import NuScenesDataset
 from training.data.sample import LidarSample
 from training.data.semantickitti import SemanticKittiDataset, SemanticKittiLabelMap
 
-__all__ = ["build_dataset"]
+__all__ = ["build_class_weights", "build_dataset"]
 
 
 def build_dataset(
     config: TrainConfig, root: str | Path, split: str, training: bool, nusc: Any = None
 ) -> Dataset[LidarSample]:
-    """The data set of ``split`` (``train`` uses the config's training split and augmentation).
+    """The data set of ``split`` (``train`` uses the config's training split).
 
     For nuScenes ``split`` is a devkit split name; ``"train"`` means the config's
-    ``data.nuscenes.split``. Mode ``3d`` reads no image.
+    ``data.nuscenes.split``. Mode ``3d`` reads no image. ``training`` turns on the augmentation
+    unless the config's ``data.augment`` is off.
     """
     data = config.data
+    augment = training and data.augment
     if data.dataset == "nuscenes":
         options = data.nuscenes
         if split != "train":
@@ -35,22 +38,41 @@ def build_dataset(
             root,
             config.model,
             options,
-            training=training,
+            training=augment,
             labelled=split != "test",
             seed=config.loop.seed,
             nusc=nusc,
         )
     kitti = data.semantickitti
-    label_path = Path(kitti.label_config)
-    if not label_path.is_absolute():
-        label_path = Path(root) / label_path
     sequences = kitti.train_sequences if split == "train" else kitti.val_sequences
     return SemanticKittiDataset(
         root,
-        SemanticKittiLabelMap.from_yaml(label_path),
+        SemanticKittiLabelMap.from_yaml(_kitti_label_config(config, root)),
         config.model,
         split=None if sequences else ("train" if split == "train" else "valid"),
         sequences=sequences,
-        augment=Augment3D() if training else None,
+        augment=Augment3D() if augment else None,
         seed=config.loop.seed,
     )
+
+
+def _kitti_label_config(config: TrainConfig, root: str | Path) -> Path:
+    path = Path(config.data.semantickitti.label_config)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def build_class_weights(config: TrainConfig, root: str | Path) -> torch.Tensor | None:
+    """Cross-entropy class weights ``(classes,)`` the config asks for, or None (plain CE).
+
+    Only SemanticKITTI is weighted (``data.semantickitti.class_weighted``), as in 2DPASS; nuScenes
+    trains with plain cross-entropy.
+    """
+    if config.data.dataset != "semantickitti" or not config.data.semantickitti.class_weighted:
+        return None
+    label_map = SemanticKittiLabelMap.from_yaml(_kitti_label_config(config, root))
+    if len(label_map.class_names) != config.model.num_classes:
+        raise ValueError(
+            f"the label config has {len(label_map.class_names)} classes, model {config.model.name!r} "
+            f"{config.model.num_classes}"
+        )
+    return torch.from_numpy(label_map.class_weights())

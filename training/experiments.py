@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": log[-1]["step"],
             "train_minutes": log[-1]["train_s"] / 60,
         }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, _report(args, base, results))
     print(f"report written to {args.out}")
     return 0

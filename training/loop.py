@@ -33,7 +33,7 @@ from seg3d.io import write_atomic
 from seg3d.preprocess.device import move_to
 from training.config import TrainConfig
 from training.data.batch import collate
-from training.datasets import build_dataset
+from training.datasets import build_class_weights, build_dataset
 from training.distributed import Distributed, all_mean, setup_distributed
 from training.evaluation import evaluate_dataset
 from training.model import TrainingModel, build_training_model
@@ -187,7 +187,9 @@ def _train(
     torch.manual_seed(loop.seed)  # same initial weights on every process
     train_set = build_dataset(config, data_root, "train", training=True)
     val_set = build_dataset(config, data_root, config.data.val_split, training=False) if env.is_main else None
-    model = build_training_model(config.model, config.branch).to(env.device)
+    model = build_training_model(config.model, config.branch, build_class_weights(config, data_root)).to(
+        env.device
+    )
     # On CPU, convolve over the present neighbour taps only: same values, and the backward pass
     # gathers instead of scattering into all 27 taps (measured 2x faster backward at the demo config).
     model.encoder3d.present_taps = env.device.type == "cpu"

@@ -37,6 +37,9 @@ class SemanticKittiLabelMap:
     lookup: np.ndarray  # (max raw id + 1,) uint8; ids absent from learning_map map to 0 (ignore)
     class_names: tuple[str, ...]
     splits: dict[str, tuple[int, ...]]
+    # Share of all points per training class (index 0: ignored points), summed over the raw ids of the
+    # yaml's ``content`` table through learning_map; None when the yaml has no ``content``.
+    frequencies: np.ndarray | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SemanticKittiLabelMap:
@@ -56,7 +59,33 @@ class SemanticKittiLabelMap:
             lookup[raw] = train
         count = max(inverse) + 1
         class_names = tuple(names[inverse[i]] if i else "unlabeled" for i in range(count))
-        return cls(lookup, class_names, splits)
+        frequencies = None
+        if "content" in data:
+            frequencies = np.zeros(count, dtype=np.float64)
+            for raw, share in data["content"].items():
+                frequencies[learning_map.get(int(raw), 0)] += float(share)
+        return cls(lookup, class_names, splits, frequencies)
+
+    def class_weights(self) -> np.ndarray:
+        """Cross-entropy weights ``(classes,)`` float32: ``(max_k f_k / f_c)^(1/3)``, 2DPASS's rule.
+
+        ``f_c`` is the class's share of points (`frequencies`); the ignore class gets 0 and a class
+        with no points the largest weight. The cube root keeps rare classes (bicyclist, 0.02 % of
+        points) from weighing a thousand times the road.
+
+        Raises:
+            ValueError: the label config has no ``content`` table.
+        """
+        if self.frequencies is None:
+            raise ValueError("the SemanticKITTI label config has no `content` table to weight classes by")
+        shares = self.frequencies[1:]
+        present = shares > 0
+        if not present.any():
+            raise ValueError("the `content` table gives no point to any training class")
+        weights = np.zeros(len(self.class_names), dtype=np.float64)
+        weights[1:][present] = np.cbrt(shares[present].max() / shares[present])
+        weights[1:][~present] = weights[1:][present].max()
+        return weights.astype(np.float32)
 
     def to_train(self, raw_labels: np.ndarray) -> np.ndarray:
         """Training ids ``(N,)`` uint8 of raw ``.label`` values (instance bits dropped)."""

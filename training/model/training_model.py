@@ -71,14 +71,25 @@ class LossOutput:
 class TrainingModel(nn.Module):
     """3D encoder plus, by mode, the 2D encoder and MSFSKD or the Local Object Branch."""
 
-    def __init__(self, model_config: ModelConfig, config: BranchConfig) -> None:
+    def __init__(
+        self, model_config: ModelConfig, config: BranchConfig, class_weights: torch.Tensor | None = None
+    ) -> None:
         """Args:
         model_config: the 3D encoder (grid, widths, scales, classes).
         config: mode, LOB knobs, loss weights, optional ImageNet weights of the 2D backbone.
+        class_weights: ``(classes,)`` weights of the final 3D head's cross-entropy (SemanticKITTI),
+            or None for plain cross-entropy. Derived from the data, so kept out of the state dict.
         """
         super().__init__()
         self.config = config
         self.model_config = model_config
+        if class_weights is not None and class_weights.shape != (model_config.num_classes,):
+            raise ValueError(
+                f"class_weights has shape {tuple(class_weights.shape)}, the model "
+                f"{model_config.num_classes} classes"
+            )
+        self.class_weights: torch.Tensor | None
+        self.register_buffer("class_weights", class_weights, persistent=False)
         enc = model_config.encoder
         self.encoder3d = Encoder3D(model_config, backend="table")
         self.encoder2d: ImageEncoder | None = None
@@ -119,7 +130,11 @@ class TrainingModel(nn.Module):
         output = self.encoder3d.forward_features(batch.inputs, keep_point_features=False)
         terms = {
             "seg3d": seg_loss(
-                output.logits, labels, self.config.lovasz_weight, self.model_config.ignore_index
+                output.logits,
+                labels,
+                self.config.lovasz_weight,
+                self.model_config.ignore_index,
+                self.class_weights,
             )
         }
         if self.encoder2d is not None and self.branch is not None and batch.views is not None:
@@ -137,9 +152,11 @@ class TrainingModel(nn.Module):
         return LossOutput(total, dict(zip(names, values, strict=True)), logits.detach())
 
 
-def build_training_model(model_config: ModelConfig, config: BranchConfig) -> TrainingModel:
+def build_training_model(
+    model_config: ModelConfig, config: BranchConfig, class_weights: torch.Tensor | None = None
+) -> TrainingModel:
     """The training model of ``config.mode`` around the 3D encoder of ``model_config``."""
-    return TrainingModel(model_config, config)
+    return TrainingModel(model_config, config, class_weights)
 
 
 def parameter_counts(model: TrainingModel) -> dict[str, int]:

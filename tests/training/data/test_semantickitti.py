@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from seg3d.config import load_config
@@ -28,19 +29,6 @@ def label_map() -> SemanticKittiLabelMap:
     return SemanticKittiLabelMap.from_yaml(REAL / "semantickitti" / "semantic-kitti.yaml")
 
 
-@pytest.fixture(scope="module")
-def labelled_root(tmp_path_factory) -> Path:
-    """The real sequence 00 with only its labelled frames (000003 has no label upstream)."""
-    root = tmp_path_factory.mktemp("semantickitti")
-    source = REAL / "semantickitti" / "sequences" / "00"
-    for sub in ("velodyne", "labels"):
-        (root / "sequences" / "00" / sub).mkdir(parents=True)
-    for frame in ("000000", "000001"):
-        shutil.copy(source / "velodyne" / f"{frame}.bin", root / "sequences/00/velodyne")
-        shutil.copy(source / "labels" / f"{frame}.label", root / "sequences/00/labels")
-    return root
-
-
 def test_label_map_folds_moving_classes_and_unknown_ids(label_map: SemanticKittiLabelMap) -> None:
     assert len(label_map.class_names) == 20 and label_map.class_names[:2] == ("unlabeled", "car")
     assert label_map.class_names == load_config("semantickitti_small").class_names
@@ -51,12 +39,12 @@ def test_label_map_folds_moving_classes_and_unknown_ids(label_map: SemanticKitti
     assert label_map.splits["valid"] == (8,)
 
 
-def test_real_scans_load_cropped_with_labels(labelled_root: Path, label_map) -> None:
+def test_real_scans_load_cropped_with_labels(semantickitti_root: Path, label_map) -> None:
     config = load_config("semantickitti_small")
-    dataset = SemanticKittiDataset(labelled_root, label_map, config, split=None, sequences=(0,))
+    dataset = SemanticKittiDataset(semantickitti_root, label_map, config, split=None, sequences=(0,))
     assert len(dataset) == 2
     sample = dataset[0]
-    raw = np.fromfile(labelled_root / "sequences/00/velodyne/000000.bin", dtype="<f4").reshape(-1, 4)
+    raw = np.fromfile(semantickitti_root / "sequences/00/velodyne/000000.bin", dtype="<f4").reshape(-1, 4)
     assert sample.num_file_points == raw.shape[0] == 124_668
     assert sample.points.dtype == torch.float32 and sample.points.shape[1] == 4
     assert sample.labels.shape == (sample.points.shape[0],) and sample.labels.dtype == torch.int64
@@ -70,12 +58,12 @@ def test_real_scans_load_cropped_with_labels(labelled_root: Path, label_map) -> 
     assert {1, 9, 13} <= present and max(present) <= 19
 
 
-def test_augmentation_is_seeded_and_rigid_in_xy(labelled_root: Path, label_map) -> None:
+def test_augmentation_is_seeded_and_rigid_in_xy(semantickitti_root: Path, label_map) -> None:
     config = load_config("semantickitti_small")
     augment = Augment3D(scale_range=(1.0, 1.0), translate_std=0.0)
-    plain = SemanticKittiDataset(labelled_root, label_map, config, split=None, sequences=(0,))
+    plain = SemanticKittiDataset(semantickitti_root, label_map, config, split=None, sequences=(0,))
     moved = SemanticKittiDataset(
-        labelled_root, label_map, config, split=None, sequences=(0,), augment=augment, seed=3
+        semantickitti_root, label_map, config, split=None, sequences=(0,), augment=augment, seed=3
     )
     a, b = plain[1].points, moved[1].points
     torch.testing.assert_close(
@@ -92,10 +80,10 @@ def test_augmentation_is_seeded_and_rigid_in_xy(labelled_root: Path, label_map) 
     assert math.isclose(float(scaled[:, 2].sum()), float(a[:, 2].sum()), rel_tol=1e-6)
 
 
-def test_batches_are_well_formed_and_run_through_the_encoder(labelled_root: Path, label_map) -> None:
+def test_batches_are_well_formed_and_run_through_the_encoder(semantickitti_root: Path, label_map) -> None:
     config = load_config("semantickitti_small")
     dataset = SemanticKittiDataset(
-        labelled_root, label_map, config, split=None, sequences=(0,), augment=Augment3D()
+        semantickitti_root, label_map, config, split=None, sequences=(0,), augment=Augment3D()
     )
     loader = DataLoader(dataset, batch_size=2, collate_fn=partial(collate, config=config))
     batch = next(iter(loader))
@@ -110,13 +98,13 @@ def test_batches_are_well_formed_and_run_through_the_encoder(labelled_root: Path
     assert logits.shape == (batch.points.shape[0], 20) and bool(torch.isfinite(logits).all())
 
 
-def test_bad_data_names_the_file(tmp_path: Path, labelled_root: Path, label_map) -> None:
+def test_bad_data_names_the_file(tmp_path: Path, semantickitti_root: Path, label_map) -> None:
     config = load_config("semantickitti_small")
     # the real sequence 00 has a scan (000003) without a label file
     with pytest.raises(FileNotFoundError, match=r"000003\.label"):
         SemanticKittiDataset(REAL / "semantickitti", label_map, config, split=None, sequences=(0,))
     broken = tmp_path / "sequences" / "00"
-    shutil.copytree(labelled_root / "sequences" / "00", broken)
+    shutil.copytree(semantickitti_root / "sequences" / "00", broken)
     (broken / "velodyne" / "000000.bin").write_bytes(b"\x00" * 30)
     dataset = SemanticKittiDataset(tmp_path, label_map, config, split=None, sequences=(0,))
     with pytest.raises(ValueError, match=r"000000\.bin: 30 bytes is not a multiple of 16"):
@@ -125,6 +113,28 @@ def test_bad_data_names_the_file(tmp_path: Path, labelled_root: Path, label_map)
     with pytest.raises(ValueError, match=r"000001\.label has 5 labels for 124605 points"):
         dataset[1]
     with pytest.raises(ValueError, match="use a SemanticKITTI config"):
-        SemanticKittiDataset(labelled_root, label_map, load_config("tiny"), split=None, sequences=(0,))
+        SemanticKittiDataset(semantickitti_root, label_map, load_config("tiny"), split=None, sequences=(0,))
     with pytest.raises(FileNotFoundError, match="label config not found"):
         SemanticKittiLabelMap.from_yaml(tmp_path / "none.yaml")
+
+
+def test_class_weights_follow_the_content_table(label_map: SemanticKittiLabelMap, tmp_path: Path) -> None:
+    data = yaml.safe_load((REAL / "semantickitti" / "semantic-kitti.yaml").read_text())
+    content = data["content"]
+    # car gathers raw 10 (car) and 252 (moving-car); road gathers 40 (road) and 60 (lane-marking)
+    f_car, f_road = content[10] + content[252], content[40] + content[60]
+    assert [raw for raw, train in data["learning_map"].items() if train in (1, 9)] == [10, 40, 60, 252]
+    f_max = label_map.frequencies[1:].max()
+    weights = label_map.class_weights()
+    assert weights.shape == (20,) and weights.dtype == np.float32 and weights[0] == 0
+    assert math.isclose(weights[1], (f_max / f_car) ** (1 / 3), rel_tol=1e-5)
+    assert math.isclose(weights[9], (f_max / f_road) ** (1 / 3), rel_tol=1e-5)
+    assert weights[1:].min() == 1.0  # the most frequent class (vegetation)
+    order = np.argsort(label_map.frequencies[1:])
+    assert np.all(np.diff(weights[1:][order]) <= 0)  # rarer → heavier
+    assert math.isclose(float(label_map.frequencies.sum()), 1.0, abs_tol=1e-4)
+
+    del data["content"]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="no `content` table"):
+        SemanticKittiLabelMap.from_yaml(tmp_path / "plain.yaml").class_weights()

@@ -131,6 +131,24 @@ def test_branch_inputs_read_the_right_features(tiny: ModelConfig, batch: Batch) 
     assert [image_scale_index(s) for s in full_scales] == [0, 1, 2, 3, 3, 3]
 
 
+def test_class_weights_weight_the_3d_cross_entropy(tiny: ModelConfig, batch: Batch) -> None:
+    weights = torch.rand(17) + 0.5
+    weights[0] = 0
+    config = BranchConfig(mode="3d", lovasz_weight=0.0)
+    with torch.no_grad():
+        plain = TrainingModel(tiny, config)
+        weighted = TrainingModel(tiny, config, weights)
+        weighted.load_state_dict(plain.state_dict())  # weights derive from data: not in the state dict
+        assert set(weighted.state_dict()) == set(plain.state_dict())
+        logits = plain.predict_logits(batch.inputs)
+        labels = batch.labels.long()
+        expected = torch.nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=0)
+        assert weighted(batch).terms["seg3d"] == pytest.approx(float(expected), rel=1e-5)
+        assert plain(batch).terms["seg3d"] != pytest.approx(weighted(batch).terms["seg3d"], rel=1e-3)
+    with pytest.raises(ValueError, match="class_weights has shape"):
+        TrainingModel(tiny, config, torch.ones(20))
+
+
 def test_bad_batches_are_refused(tiny: ModelConfig, batch: Batch) -> None:
     model = _model("2ddata", tiny)
     with pytest.raises(ValueError, match="needs camera views"):

@@ -1,0 +1,61 @@
+"""`build_dataset` and `build_class_weights` read what the training config says: the augmentation
+switch, the splits, the class weighting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import TrainConfig, load_train_config
+from training.data.semantickitti import SemanticKittiLabelMap
+from training.datasets import build_class_weights, build_dataset
+
+
+def _with(config: TrainConfig, **data: object) -> TrainConfig:
+    return config.model_copy(update={"data": config.data.model_copy(update=data)})
+
+
+@pytest.fixture(scope="module")
+def kitti(semantickitti_root: Path) -> TrainConfig:
+    base = load_train_config("semantickitti_3d")
+    options = base.data.semantickitti.model_copy(update={"train_sequences": (0,), "val_sequences": (0,)})
+    return _with(base, semantickitti=options, num_workers=0)
+
+
+def test_augment_switch_semantickitti(kitti: TrainConfig, semantickitti_root: Path) -> None:
+    evaluation = build_dataset(kitti, semantickitti_root, "val", training=False)[0]
+    augmented = build_dataset(kitti, semantickitti_root, "train", training=True)[0]
+    plain = build_dataset(_with(kitti, augment=False), semantickitti_root, "train", training=True)[0]
+    torch.testing.assert_close(plain.points, evaluation.points)
+    assert augmented.points.shape == evaluation.points.shape
+    assert not torch.allclose(augmented.points[:, :3], evaluation.points[:, :3])
+
+
+def test_augment_switch_nuscenes(synthetic_nuscenes: Path) -> None:
+    demo = load_train_config("demo")
+    options = demo.data.nuscenes.model_copy(update={"version": "v1.0-mini", "split": "mini_train"})
+    config = _with(demo, nuscenes=options)
+    evaluation = build_dataset(config, synthetic_nuscenes, "mini_train", training=False)[0]
+    augmented = build_dataset(config, synthetic_nuscenes, "train", training=True)[0]
+    plain = build_dataset(_with(config, augment=False), synthetic_nuscenes, "train", training=True)[0]
+    # no dropout, no 3D augmentation, no image jitter or flip: the evaluation sample exactly
+    torch.testing.assert_close(plain.points, evaluation.points)
+    torch.testing.assert_close(plain.indices, evaluation.indices)
+    torch.testing.assert_close(plain.views[0].image, evaluation.views[0].image)
+    unchanged = augmented.points.shape == evaluation.points.shape and torch.allclose(
+        augmented.points, evaluation.points
+    )
+    assert not unchanged
+
+
+def test_class_weights_only_where_asked(kitti: TrainConfig, semantickitti_root: Path) -> None:
+    weights = build_class_weights(kitti, semantickitti_root)
+    expected = SemanticKittiLabelMap.from_yaml(semantickitti_root / "semantic-kitti.yaml").class_weights()
+    assert weights is not None and weights.dtype == torch.float32
+    np.testing.assert_array_equal(weights.numpy(), expected)
+    unweighted = kitti.data.semantickitti.model_copy(update={"class_weighted": False})
+    assert build_class_weights(_with(kitti, semantickitti=unweighted), semantickitti_root) is None
+    assert build_class_weights(load_train_config("demo"), semantickitti_root) is None  # nuScenes: plain CE
