@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -86,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         ]
         subprocess.run(evaluate, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        norms = [row["grad_norm"] for row in log]
+        clip = config.optim.grad_clip
         results[mode] = {
             "metrics": json.loads(metrics.read_text()),
             "params": parameter_counts(build_training_model(config.model, config.branch)),
             "steps": log[-1]["step"],
             "train_minutes": log[-1]["train_s"] / 60,
+            "grad_norm": statistics.median(norms),
+            "clipped": None if clip is None else sum(n > clip for n in norms) / len(norms),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, _report(args, base, results))
@@ -125,11 +130,22 @@ def _report(args: argparse.Namespace, base: TrainConfig, results: dict[str, dict
     ]
     params = "\n".join(
         f"| {m} | {r['params']['encoder3d']:,} | {r['params']['encoder2d']:,} | {r['params']['branch']:,} | "
-        f"{r['steps']} | {r['train_minutes']:.1f} |"
+        f"{r['steps']} | {r['train_minutes']:.1f} | {r['grad_norm']:.2f} | {_pct(r['clipped'])} |"
         for m, r in results.items()
     )
     d = {m: results[m]["metrics"]["crop"] for m in MODES}
+    deltas = "\n".join(
+        f"| {label} | "
+        + " | ".join(_signed(d[a][key] - d[b][key]) for key in ("miou", "miou_interest", "miou_other"))
+        + " |"
+        for label, a, b in (
+            ("comparison: 2DDATA − 2DPASS", "2ddata", "2dpass"),
+            ("ablation: 2DDATA − 3D only", "2ddata", "3d"),
+            ("2DPASS − 3D only", "2dpass", "3d"),
+        )
+    )
     machine = machine_info()
+    clip = base.optim.grad_clip
     return f"""# The paper's three experiments, on synthetic data
 
 Command: `python -m training.experiments --config {args.config} --data-root {args.data_root}
@@ -143,21 +159,25 @@ direction of effects, not the paper's nuScenes figures.
 {header}
 {chr(10).join(rows)}
 
-## Comparison and ablation
+## Comparison and ablation (mIoU points)
 
-- comparison, 2DDATA − 2DPASS: mIoU {_pct(d["2ddata"]["miou"] - d["2dpass"]["miou"])} points;
-  interest classes {_pct(d["2ddata"]["miou_interest"] - d["2dpass"]["miou_interest"])}, others
-  {_pct(d["2ddata"]["miou_other"] - d["2dpass"]["miou_other"])};
-- ablation, 2DDATA − 3D only: mIoU {_pct(d["2ddata"]["miou"] - d["3d"]["miou"])} points;
-  interest classes {_pct(d["2ddata"]["miou_interest"] - d["3d"]["miou_interest"])}, others
-  {_pct(d["2ddata"]["miou_other"] - d["3d"]["miou_other"])}.
+| | all classes | interest classes | other classes |
+|---|---:|---:|---:|
+{deltas}
 
 ## Parameters and budget
 
-| mode | 3D encoder | 2D encoder | branch | steps | training min |
-|---|---:|---:|---:|---:|---:|
+Gradient norms are the total norm over all trained parameters before clipping at `optim.grad_clip`
+= {clip}; "clipped" is the share of steps where clipping scaled the update down.
+
+| mode | 3D encoder | 2D encoder | branch | steps | training min | median grad norm | clipped % |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {params}
 """
+
+
+def _signed(value: float) -> str:
+    return f"{100 * value:+.1f}"
 
 
 if __name__ == "__main__":
