@@ -44,10 +44,13 @@ def build_dataset(
             nusc=nusc,
         )
     kitti = data.semantickitti
+    label_path = Path(kitti.label_config)
+    if not label_path.is_absolute():
+        label_path = Path(root) / label_path
     sequences = kitti.train_sequences if split == "train" else kitti.val_sequences
     return SemanticKittiDataset(
         root,
-        SemanticKittiLabelMap.from_yaml(_kitti_label_config(config, root)),
+        SemanticKittiLabelMap.from_yaml(label_path),
         config.model,
         split=None if sequences else ("train" if split == "train" else "valid"),
         sequences=sequences,
@@ -56,23 +59,13 @@ def build_dataset(
     )
 
 
-def _kitti_label_config(config: TrainConfig, root: str | Path) -> Path:
-    path = Path(config.data.semantickitti.label_config)
-    return path if path.is_absolute() else Path(root) / path
-
-
-def build_class_weights(config: TrainConfig, root: str | Path) -> torch.Tensor | None:
+def build_class_weights(config: TrainConfig, train_set: Dataset[LidarSample]) -> torch.Tensor | None:
     """Cross-entropy class weights ``(classes,)`` the config asks for, or None (plain CE).
 
-    Only SemanticKITTI is weighted (``data.semantickitti.class_weighted``), as in 2DPASS; nuScenes
-    trains with plain cross-entropy.
+    Only SemanticKITTI is weighted (``data.semantickitti.class_weighted``), as in 2DPASS, by the label
+    map the training set already read (which matches the model's classes); nuScenes trains with
+    plain cross-entropy.
     """
-    if config.data.dataset != "semantickitti" or not config.data.semantickitti.class_weighted:
+    if not isinstance(train_set, SemanticKittiDataset) or not config.data.semantickitti.class_weighted:
         return None
-    label_map = SemanticKittiLabelMap.from_yaml(_kitti_label_config(config, root))
-    if len(label_map.class_names) != config.model.num_classes:
-        raise ValueError(
-            f"the label config has {len(label_map.class_names)} classes, model {config.model.name!r} "
-            f"{config.model.num_classes}"
-        )
-    return torch.from_numpy(label_map.class_weights())
+    return torch.from_numpy(train_set.label_map.class_weights())

@@ -187,9 +187,8 @@ def _train(
     torch.manual_seed(loop.seed)  # same initial weights on every process
     train_set = build_dataset(config, data_root, "train", training=True)
     val_set = build_dataset(config, data_root, config.data.val_split, training=False) if env.is_main else None
-    model = build_training_model(config.model, config.branch, build_class_weights(config, data_root)).to(
-        env.device
-    )
+    class_weights = build_class_weights(config, train_set)
+    model = build_training_model(config.model, config.branch, class_weights).to(env.device)
     # On CPU, convolve over the present neighbour taps only: same values, and the backward pass
     # gathers instead of scattering into all 27 taps (measured 2x faster backward at the demo config).
     model.encoder3d.present_taps = env.device.type == "cpu"

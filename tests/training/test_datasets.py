@@ -39,7 +39,8 @@ def test_augment_switch_nuscenes(synthetic_nuscenes: Path) -> None:
     options = demo.data.nuscenes.model_copy(update={"version": "v1.0-mini", "split": "mini_train"})
     config = _with(demo, nuscenes=options)
     evaluation = build_dataset(config, synthetic_nuscenes, "mini_train", training=False)[0]
-    augmented = build_dataset(config, synthetic_nuscenes, "train", training=True)[0]
+    augmented_set = build_dataset(config, synthetic_nuscenes, "train", training=True)
+    augmented = augmented_set[0]
     plain = build_dataset(_with(config, augment=False), synthetic_nuscenes, "train", training=True)[0]
     # no dropout, no 3D augmentation, no image jitter or flip: the evaluation sample exactly
     torch.testing.assert_close(plain.points, evaluation.points)
@@ -49,13 +50,14 @@ def test_augment_switch_nuscenes(synthetic_nuscenes: Path) -> None:
         augmented.points, evaluation.points
     )
     assert not unchanged
+    assert build_class_weights(config, augmented_set) is None  # nuScenes: plain CE
 
 
 def test_class_weights_only_where_asked(kitti: TrainConfig, semantickitti_root: Path) -> None:
-    weights = build_class_weights(kitti, semantickitti_root)
+    train_set = build_dataset(kitti, semantickitti_root, "train", training=True)
+    weights = build_class_weights(kitti, train_set)
     expected = SemanticKittiLabelMap.from_yaml(semantickitti_root / "semantic-kitti.yaml").class_weights()
     assert weights is not None and weights.dtype == torch.float32
     np.testing.assert_array_equal(weights.numpy(), expected)
     unweighted = kitti.data.semantickitti.model_copy(update={"class_weighted": False})
-    assert build_class_weights(_with(kitti, semantickitti=unweighted), semantickitti_root) is None
-    assert build_class_weights(load_train_config("demo"), semantickitti_root) is None  # nuScenes: plain CE
+    assert build_class_weights(_with(kitti, semantickitti=unweighted), train_set) is None
