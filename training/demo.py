@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from seg3d.io import write_atomic
+from training.runs import read_train_log, run_command, train_and_evaluate
 
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = {"scenes": 40, "samples_per_scene": 5, "seed": 0, "max_steps": 600}
-
-
-def _run(command: list[str]) -> None:
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,28 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     data, run = args.work / "demo-data", args.work / "demo-train"
     python = sys.executable
     if not (data / "v1.0-trainval" / "lidarseg.json").exists():
-        _run([python, "-m", "training.data.synthetic", "--out", str(data), "--scenes", str(args.scenes),
-              "--samples-per-scene", str(args.samples_per_scene), "--seed", str(args.seed),
-              "--version", "v1.0-trainval", "--overwrite"])  # fmt: skip
-    if not (run / "best.pt").exists():
-        resume = ["--resume"] if (run / "last.pt").exists() else []
-        _run([python, "-m", "training.train", "--config", "demo", "--data-root", str(data), "--out", str(run),
-              "--max-steps", str(args.max_steps), *resume])  # fmt: skip
-    metrics = run / "metrics.json"
-    _run([python, "-m", "training.evaluate", "--checkpoint", str(run / "best.pt"), "--data-root", str(data),
-          "--split", "val", "--json", str(metrics)])  # fmt: skip
-    _run(
-        [
-            python,
-            str(ROOT / "export" / "to_trt.py"),
-            "--checkpoint",
-            str(run / "best.pt"),
-            "--out",
-            str(args.out),
-        ]
-    )
-    figures = json.loads(metrics.read_text())
-    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        run_command([python, "-m", "training.data.synthetic", "--out", str(data),
+                     "--scenes", str(args.scenes), "--samples-per-scene", str(args.samples_per_scene),
+                     "--seed", str(args.seed), "--version", "v1.0-trainval", "--overwrite"])  # fmt: skip
+    figures = train_and_evaluate("demo", data, run, args.max_steps, "val")
+    run_command([python, str(ROOT / "export" / "to_trt.py"), "--checkpoint", str(run / "best.pt"),
+                 "--out", str(args.out)])  # fmt: skip
+    log = read_train_log(run)
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
     write_atomic(args.out / "MODEL_CARD.md", _card(args, figures, log, log[-1].get("train_s")))
     print(f"demo model written to {args.out}")

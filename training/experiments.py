@@ -15,10 +15,7 @@ continues after an interruption. The report states what came out, whatever it is
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from seg3d.io import write_atomic
@@ -26,6 +23,7 @@ from seg3d.sysinfo import machine_info
 from training.config import TrainConfig, load_train_config
 from training.evaluate import interest_groups
 from training.model import build_training_model, parameter_counts
+from training.runs import read_train_log, train_and_evaluate
 
 __all__ = ["main"]
 
@@ -47,50 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = load_train_config(args.config)
     results: dict[str, dict] = {}
+    args.work.mkdir(parents=True, exist_ok=True)
     for mode in MODES:
         run = args.work / mode
         config_path = args.work / f"{mode}.yaml"
         config = base.model_copy(
             update={"name": f"{base.name}_{mode}", "branch": base.branch.model_copy(update={"mode": mode})}
         )
-        args.work.mkdir(parents=True, exist_ok=True)
         write_atomic(config_path, config.to_yaml())
-        if not (run / "best.pt").exists():
-            resume = ["--resume"] if (run / "last.pt").exists() else []
-            train = [
-                sys.executable,
-                "-m",
-                "training.train",
-                "--config",
-                str(config_path),
-                "--data-root",
-                str(args.data_root),
-                "--out",
-                str(run),
-                "--max-steps",
-                str(args.max_steps),
-            ]
-            subprocess.run([*train, *resume], check=True)  # fmt: skip
-        metrics = run / "metrics.json"
-        evaluate = [
-            sys.executable,
-            "-m",
-            "training.evaluate",
-            "--checkpoint",
-            str(run / "best.pt"),
-            "--data-root",
-            str(args.data_root),
-            "--split",
-            base.data.val_split,
-            "--json",
-            str(metrics),
-        ]
-        subprocess.run(evaluate, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-        log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        metrics = train_and_evaluate(config_path, args.data_root, run, args.max_steps, base.data.val_split)
+        log = read_train_log(run)
         norms = [row["grad_norm"] for row in log]
         clip = config.optim.grad_clip
         results[mode] = {
-            "metrics": json.loads(metrics.read_text()),
+            "metrics": metrics,
             "params": parameter_counts(build_training_model(config.model, config.branch)),
             "steps": log[-1]["step"],
             "train_minutes": log[-1]["train_s"] / 60,
