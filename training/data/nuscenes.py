@@ -352,7 +352,7 @@ class NuScenesDataset(Dataset[LidarSample]):
         points = points[indices]
         labels = labels[indices] if labels is not None else None
 
-        views = self._views(record, cameras, points[:, :3].numpy(), labels, generator)
+        views = self._views(record, cameras, points[:, :3].numpy(), generator)
         if self.augment is not None:
             points = self.augment(points, generator)
         return LidarSample(
@@ -369,7 +369,6 @@ class NuScenesDataset(Dataset[LidarSample]):
         record: _Sample,
         cameras: tuple[_Camera, ...],
         xyz: np.ndarray,
-        labels: torch.Tensor | None,
         generator: torch.Generator,
     ) -> tuple[CameraView, ...]:
         views = []
