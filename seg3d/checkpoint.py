@@ -17,33 +17,36 @@ loads with ``torch.load(weights_only=True)`` and never executes code:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from pydantic import ValidationError
 
 from seg3d.config import ModelConfig
 from seg3d.io import atomic_writer
-from seg3d.model.sparse_conv import WEIGHT_LAYOUT
+from seg3d.model import Encoder3D, fold_batchnorm
+from seg3d.model.sparse_conv import WEIGHT_LAYOUT, Backend
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "ENCODER_PREFIX",
+    "MODES",
     "Checkpoint",
     "CheckpointError",
+    "Mode",
     "encoder_state_dict",
-    "file_sha256",
     "load_checkpoint",
+    "load_encoder",
     "save_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "ddata-checkpoint/1"
 ENCODER_PREFIX = "encoder3d."
+#: The training modes: the 3D encoder alone, 2DPASS (+ MSFSKD), 2DDATA (+ Local Object Branch).
 Mode = Literal["3d", "2dpass", "2ddata"]
-MODES: tuple[str, ...] = ("3d", "2dpass", "2ddata")
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 class CheckpointError(ValueError):
@@ -142,9 +145,34 @@ def encoder_state_dict(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
     return state
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def load_encoder(
+    source: str | Path | Checkpoint,
+    backend: Backend = "table",
+    device: torch.device | str = "cpu",
+    fold: bool = False,
+) -> Encoder3D:
+    """The 3D encoder of a checkpoint (any mode), in eval mode on ``device``: the one way export,
+    serving and evaluation load weights.
+
+    Args:
+        source: a checkpoint file or an already loaded `Checkpoint`.
+        backend: ``table`` (the export form) or ``spconv`` (the reference).
+        device: where the encoder runs; a ``table`` encoder on CPU convolves over the present
+            neighbour taps only (the CPU fast path: same values, fewer operations).
+        fold: fold BatchNorm into the neighbouring convolutions and linears (inference only).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a checkpoint, or weights that do not fit its own config.
+    """
+    checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source)
+    where = "checkpoint" if isinstance(source, Checkpoint) else str(source)
+    encoder = Encoder3D(checkpoint.model_config, backend)
+    try:
+        encoder.load_state_dict(encoder_state_dict(checkpoint), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where}: 3D encoder weights do not fit its config: {exc}") from exc
+    encoder = fold_batchnorm(encoder.eval()) if fold else encoder.eval()
+    device = torch.device(device)
+    encoder.present_taps = backend == "table" and device.type == "cpu"
+    return encoder.to(device)

@@ -1,7 +1,7 @@
 """``python -m seg3d``: inspect configs and check an install end to end.
 
 python -m seg3d describe --config nuscenes_full
-python -m seg3d smoke [--config tiny] [--scan FILE.bin --format nuscenes|kitti]
+python -m seg3d smoke [--config tiny] [--scan FILE.bin --format nuscenes|kitti|xyzi]
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 
 from seg3d.config import ModelConfig, bundled_configs, load_config
-from seg3d.io import POINT_FORMATS, read_points
 from seg3d.model import Encoder3D, spconv_available
+from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import real_scans, synthetic_sweep
+from seg3d.scans import real_scans, synthetic_sweep
 
 
 def parameter_table(model: Encoder3D) -> list[tuple[str, int]]:
     """Parameter counts per part of the encoder."""
     rows = [("input embedding", sum(p.numel() for p in model.embed.parameters()))]
-    for i, block in enumerate(model.blocks):
+    for i, block in enumerate(model.spv_blocks):
         rows.append((f"block {i}: voxel branch", sum(p.numel() for p in block.voxel.parameters())))
         rows.append((f"block {i}: point branch", sum(p.numel() for p in block.point.parameters())))
     rows.append(("head", sum(p.numel() for p in model.head.parameters())))
@@ -44,7 +44,7 @@ def describe(config: ModelConfig) -> int:
     return 0
 
 
-def _load_scan(path: Path | None, fmt: str, config: ModelConfig) -> tuple[str, torch.Tensor]:
+def _load_scan(path: Path | None, fmt: PointFormat, config: ModelConfig) -> tuple[str, torch.Tensor]:
     if path is not None:
         return str(path), torch.from_numpy(read_points(path, fmt, config.input.intensity_max))
     scans = real_scans(("nuscenes",), config.input.intensity_max)
@@ -54,7 +54,7 @@ def _load_scan(path: Path | None, fmt: str, config: ModelConfig) -> tuple[str, t
     return "synthetic ring sweep", synthetic_sweep(intensity_max=config.input.intensity_max)
 
 
-def smoke(config: ModelConfig, scan: Path | None, fmt: str) -> int:
+def smoke(config: ModelConfig, scan: Path | None, fmt: PointFormat) -> int:
     """Preprocess one scan, run the table encoder (random weights) and compare with spconv."""
     name, points = _load_scan(scan, fmt, config)
     keep = crop_mask(points[:, :3], config.grid)
@@ -108,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.add_argument(
         "--format",
-        choices=sorted(POINT_FORMATS),
-        default="nuscenes",
-        help="nuscenes: 5 float32 (intensity 0-255); kitti: 4 float32 (remission 0-1)",
+        type=PointFormat,
+        choices=list(PointFormat),
+        default=PointFormat.NUSCENES,
+        help="; ".join(f"{f.value}: {f.description}" for f in PointFormat) + " (default nuscenes)",
     )
     args = parser.parse_args(argv)
     try:

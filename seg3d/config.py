@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seg3d.classes import ClassTable, DatasetName, class_table
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -68,7 +70,7 @@ class InputConfig(_Frozen):
     The encoder reads ``[x, y, z, intensity]``; ``intensity`` is in the model's own scale, whose
     maximum is ``intensity_max`` (255 for nuScenes, which 2DPASS feeds raw; 1.0 for SemanticKITTI
     remission). Readers of other formats convert to this scale with
-    `seg3d.pointcloud.to_model_intensity`.
+    `seg3d.points.to_model_intensity`.
     """
 
     columns: tuple[str, ...] = ("x", "y", "z", "intensity")
@@ -133,26 +135,58 @@ class TableConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    """Everything that defines the exported 3D model and its input contract."""
+    """Everything that defines the exported 3D model and its input contract.
+
+    The classes are the data set's table (`seg3d.classes`): ``class_names``, ``ignore_index`` and
+    ``num_classes`` derive from ``dataset`` and are never written in a config.
+    """
 
     name: str
-    dataset: Literal["nuscenes", "semantickitti", "synthetic"]
+    dataset: DatasetName
     grid: GridConfig
     input: InputConfig = InputConfig()
     encoder: EncoderConfig = EncoderConfig()
     tables: TableConfig = TableConfig()
-    class_names: tuple[str, ...]
-    ignore_index: int = 0
 
-    @model_validator(mode="after")
-    def _ignore_in_classes(self) -> ModelConfig:
-        if not 0 <= self.ignore_index < len(self.class_names):
-            raise ValueError(f"ignore_index {self.ignore_index} is not a class index")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_class_list(cls, data: Any) -> Any:
+        """Accept configs stored before the class tables (with ``class_names``/``ignore_index``)
+        only when their list is exactly the data set's table."""
+        if not isinstance(data, dict) or ("class_names" not in data and "ignore_index" not in data):
+            return data
+        data = dict(data)
+        names, ignore = data.pop("class_names", None), data.pop("ignore_index", None)
+        table = class_table(str(data.get("dataset")))
+        if names is not None and tuple(names) != table.names:
+            raise ValueError(
+                f"class_names {list(names)} differ from the {table.name} class table {list(table.names)} "
+                "(a reordered or edited list would mislabel every point); remove class_names: the "
+                "data set fixes the classes"
+            )
+        if ignore is not None and not 0 <= ignore < len(table):
+            raise ValueError(f"ignore_index {ignore} is not a class index of the {table.name} table")
+        if ignore is not None and ignore != table.ignore_index:
+            raise ValueError(
+                f"ignore_index {ignore} differs from the {table.name} table's {table.ignore_index}"
+            )
+        return data
+
+    @property
+    def classes(self) -> ClassTable:
+        return class_table(self.dataset)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes.names
+
+    @property
+    def ignore_index(self) -> int:
+        return self.classes.ignore_index
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        return len(self.classes)
 
 
 def load_config(source: str | Path) -> ModelConfig:

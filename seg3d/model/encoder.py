@@ -1,4 +1,4 @@
-"""The 2DPASS 3D encoder (`../shared/docs/architecture.md` §2): input embedding, SPV blocks, head.
+"""The 2DPASS 3D encoder (`docs/architecture.md` §2): input embedding, SPV blocks, head.
 
 One module tree, two ways to run its sparse parts (``backend``):
 
@@ -8,7 +8,7 @@ One module tree, two ways to run its sparse parts (``backend``):
 - ``table``: the export form: convolutions by neighbour-table Gather + MatMul, every scatter-mean by
   a precomputed `SegmentPool`, and the output MLP run once per voxel. The rows it would run per
   point are copies of their voxel's row, so this gives the same result with a fraction of the work
-  (`../shared/docs/export.md` §2.3).
+  (`docs/export.md` §2.3).
 
 Both read the same `EncoderInputs` and have the same state dict (spconv's KRSC weight layout), so a
 checkpoint trained with either runs on the other.
@@ -16,7 +16,7 @@ checkpoint trained with either runs on the other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,8 @@ class InputEmbedding(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
 
     def forward_points(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.relu(self.fc1(features)))
+        out: torch.Tensor = self.fc2(F.relu(self.fc1(features)))
+        return out
 
 
 class ResidualBlock(nn.Module):
@@ -130,7 +131,8 @@ class PointBranch(nn.Module):
         return torch.cat([F.leaky_relu(self.identity(f), self.slope), context], dim=1)
 
     def output(self, fused: torch.Tensor) -> torch.Tensor:
-        return self.out2(F.leaky_relu(self.out1(fused), self.slope))
+        out: torch.Tensor = self.out2(F.leaky_relu(self.out1(fused), self.slope))
+        return out
 
 
 class SPVBlock(nn.Module):
@@ -141,6 +143,11 @@ class SPVBlock(nn.Module):
         key = f"spv_{index}"
         self.voxel = nn.ModuleList([ResidualBlock(enc, backend, key, folded) for _ in range(2)])
         self.point = PointBranch(enc, folded)
+
+    @property
+    def residuals(self) -> list[ResidualBlock]:
+        """The voxel branch's residual blocks, typed (a ModuleList yields plain Modules)."""
+        return cast(list[ResidualBlock], list(self.voxel))
 
 
 class EncoderOutput:
@@ -191,6 +198,11 @@ class Encoder3D(nn.Module):
             nn.Linear(enc.head_hidden, config.num_classes),
         )
 
+    @property
+    def spv_blocks(self) -> list[SPVBlock]:
+        """The SPV blocks, typed (a ModuleList yields plain Modules)."""
+        return cast(list[SPVBlock], list(self.blocks))
+
     def forward(self, inputs: EncoderInputs) -> torch.Tensor:
         return self.forward_features(inputs, keep_point_features=False).logits
 
@@ -213,11 +225,11 @@ class Encoder3D(nn.Module):
         voxel_features: list[torch.Tensor] = []
         point_features: list[torch.Tensor] = []
         block_outputs: list[tuple[torch.Tensor, int]] = []
-        for block, r_prev, r in zip(self.blocks, enc.conv_scales, enc.scale_list, strict=True):
+        for block, r_prev, r in zip(self.spv_blocks, enc.conv_scales, enc.scale_list, strict=True):
             level = inputs.conv[r_prev]
             pairs = tap_pairs(level.neighbours) if self.present_taps else None
             v = x
-            for residual in block.voxel:
+            for residual in block.residuals:
                 v = residual.forward_table(v, level.neighbours, pairs)
             voxel_features.append(v)
             f = x + v
@@ -227,15 +239,15 @@ class Encoder3D(nn.Module):
                 p, v_down = out, v
             else:
                 moved = inputs.down_pools[(r_prev, r)].apply(torch.cat([out, v], dim=1))
-                p, v_down = moved.split(enc.hidden, dim=1)
+                p, v_down = torch.split(moved, enc.hidden, dim=1)
             block_outputs.append((p, r))
             if keep_point_features:
                 point_features.append(p[inputs.voxels[r].inverse])
             x = p + v_down
         # The head's first layer over the concatenated per-point features equals the sum of each
         # block's slice applied per voxel, then gathered to points: ~12x fewer FLOPs at full width.
-        first, activation, last = self.head
-        hidden = first.bias
+        first, activation, last = cast(tuple[nn.Linear, nn.Module, nn.Linear], tuple(self.head))
+        hidden: torch.Tensor = first.bias
         for i, (p, r) in enumerate(block_outputs):
             part = p @ first.weight[:, i * enc.hidden : (i + 1) * enc.hidden].t()
             hidden = hidden + part[inputs.voxels[r].inverse]
@@ -250,10 +262,10 @@ class Encoder3D(nn.Module):
         x = _scatter_mean(self.embed.forward_points(inputs.features), scale1.inverse, scale1.num_voxels)
         voxel_features: list[torch.Tensor] = []
         point_features: list[torch.Tensor] = []
-        for block, r_prev, r in zip(self.blocks, enc.conv_scales, enc.scale_list, strict=True):
+        for block, r_prev, r in zip(self.spv_blocks, enc.conv_scales, enc.scale_list, strict=True):
             fine, coarse = inputs.voxels[r_prev], inputs.voxels[r]
             tensor = spconv.SparseConvTensor(x, fine.coords, fine.spatial_shape_zyx, inputs.batch_size)
-            for residual in block.voxel:
+            for residual in block.residuals:
                 tensor = residual.forward_spconv(tensor)
             v = tensor.features
             voxel_features.append(v)

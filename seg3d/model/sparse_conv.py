@@ -23,7 +23,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -78,7 +78,7 @@ def single_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def run_spconv(conv: nn.Module, tensor: SparseConvTensor) -> SparseConvTensor:
+def run_spconv(conv: Any, tensor: SparseConvTensor) -> SparseConvTensor:  # conv: spconv.SubMConv3d
     """Apply a spconv ``SubMConv3d`` the way the reference must run it.
 
     On CPU: with one torch thread (spconv's CPU build races otherwise), and with the bias added
@@ -244,11 +244,12 @@ def make_subm_conv(
             raise ImportError(
                 "backend 'spconv' needs spconv: pip install '.[cpu]' (or spconv-cu120 on a GPU host)"
             ) from exc
-        return spconv.SubMConv3d(
+        conv: nn.Module = spconv.SubMConv3d(
             in_channels,
             out_channels,
             kernel_size,
             bias=bias,
             indice_key=indice_key if kernel_size > 1 else None,
         )
+        return conv
     raise ValueError(f"unknown backend {backend!r}; expected 'table' or 'spconv'")

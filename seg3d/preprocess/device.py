@@ -28,5 +28,5 @@ def move_to(value: T, device: torch.device | str) -> T:
     if isinstance(value, list | tuple):
         items = [move_to(v, device) for v in value]
         # A NamedTuple takes its fields as arguments, a plain tuple or list one iterable.
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # type: ignore[return-value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
     return value

@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 import torch
 
 from seg3d.config import ModelConfig
-from seg3d.pointcloud import check_points
+from seg3d.points import check_points
 from seg3d.preprocess.device import move_to
 from seg3d.preprocess.parallel import parallel_map
 from seg3d.preprocess.tables import SegmentPool, build_segment_pool, neighbour_table
@@ -209,7 +210,7 @@ def prepare_inputs(
         done = dict(
             zip([key for key, _ in jobs], parallel_map(lambda job: job[1](), jobs, device), strict=True)
         )
-    conv: dict[int, ConvLevel] = {scale: done[("conv", scale)] for scale in conv_scales}
-    point_pool: SegmentPool = done[("point_pool",)]
-    down_pools: dict[tuple[int, int], SegmentPool] = {move: done[("down", move)] for move in moves}
+    conv = {scale: cast(ConvLevel, done[("conv", scale)]) for scale in conv_scales}
+    point_pool = cast(SegmentPool, done[("point_pool",)])
+    down_pools = {move: cast(SegmentPool, done[("down", move)]) for move in moves}
     return EncoderInputs(batch, batch_size, features, voxels, point_pool, conv, down_pools)

@@ -1,7 +1,7 @@
 """Neighbour and pooling tables: the data-dependent part of the encoder, computed outside it.
 
 With these tables the whole encoder is dense tensor algebra (Gather, MatMul, ReduceSum), which is
-what lets it run as a plugin-free ONNX/TensorRT graph (`../shared/docs/export.md` §2).
+what lets it run as a plugin-free ONNX/TensorRT graph (`docs/export.md` §2).
 
 Neighbour table
     ``(V, 27)`` int64 per convolution scale. Column ``t = k0*9 + k1*3 + k2`` holds the row of the

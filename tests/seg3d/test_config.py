@@ -60,3 +60,26 @@ def test_invalid_configs_are_rejected(change: dict, message: str) -> None:
 def test_unknown_config_names_bundled_ones(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nuscenes_full"):
         load_config("does_not_exist")
+
+
+def test_configs_take_their_classes_from_the_data_set_table() -> None:
+    from seg3d.classes import NUSCENES_LIDARSEG, SEMANTICKITTI
+
+    assert load_config("tiny").classes is NUSCENES_LIDARSEG
+    assert load_config("semantickitti_small").classes is SEMANTICKITTI
+    assert "class_names" not in load_config("tiny").model_dump()  # never stored twice
+
+
+def test_a_stored_class_list_must_be_the_table() -> None:
+    """Checkpoints and /1 manifests carry the list: the same list loads, a reordered one is refused."""
+    stored = {**load_config("tiny").model_dump(), "class_names": list(NUSCENES_TRAIN), "ignore_index": 0}
+    assert ModelConfig.model_validate(stored) == load_config("tiny")
+    swapped = list(NUSCENES_TRAIN)
+    swapped[3], swapped[4] = swapped[4], swapped[3]  # bus <-> car
+    with pytest.raises(ValidationError, match="differ from the nuscenes-lidarseg class table"):
+        ModelConfig.model_validate({**stored, "class_names": swapped})
+    with pytest.raises(ValidationError, match="differs from the nuscenes-lidarseg table's 0"):
+        ModelConfig.model_validate({**stored, "ignore_index": 4})
+
+
+NUSCENES_TRAIN = load_config("tiny").class_names

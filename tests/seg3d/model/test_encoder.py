@@ -8,7 +8,7 @@ import torch
 from seg3d.config import load_config
 from seg3d.model import Encoder3D, fold_batchnorm
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import randomize_batchnorm
+from tests.helpers import randomize_batchnorm
 
 
 @pytest.mark.parametrize(

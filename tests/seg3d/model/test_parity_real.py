@@ -12,7 +12,8 @@ import torch
 
 from seg3d.model import Encoder3D, fold_batchnorm
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import randomize_batchnorm, real_scans
+from seg3d.scans import real_scans
+from tests.helpers import randomize_batchnorm
 
 pytestmark = pytest.mark.slow
 

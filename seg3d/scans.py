@@ -1,4 +1,8 @@
-"""Helpers for tests and benchmarks: where the real scans are, and deterministic random weights."""
+"""Sample clouds for checks that need one: the real scans beside the repository, or a synthetic sweep.
+
+Export's parity check, the service's warm-up, ``python -m seg3d smoke``, the benchmarks and the tests
+all take their clouds from here. Real scans are read with the one point reader (`seg3d.points`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from seg3d.io import read_points
+from seg3d.points import PointFormat, read_points
 
-__all__ = ["RealScan", "randomize_batchnorm", "real_data_dir", "real_scans", "synthetic_sweep"]
+__all__ = ["RealScan", "real_data_dir", "real_scans", "synthetic_sweep"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +32,7 @@ def real_data_dir() -> Path | None:
 
 @dataclass(frozen=True)
 class RealScan:
-    """One real scan converted to ``[x, y, z, intensity]`` in the nuScenes intensity scale (0–255)."""
+    """One real scan as ``[x, y, z, intensity]``, intensity in the scale `real_scans` was asked for."""
 
     name: str
     kind: str  # "nuscenes", "kitti" or "semantickitti"
@@ -50,9 +53,9 @@ def real_scans(
         return []
     found: list[RealScan] = []
     patterns = {  # kind -> (files, point format)
-        "nuscenes": ("nuscenes/samples/LIDAR_TOP/*.pcd.bin", "nuscenes"),
-        "kitti": ("kitti/object/training/velodyne*/*.bin", "kitti"),
-        "semantickitti": ("semantickitti/sequences/*/velodyne/*.bin", "kitti"),
+        "nuscenes": ("nuscenes/samples/LIDAR_TOP/*.pcd.bin", PointFormat.NUSCENES),
+        "kitti": ("kitti/object/training/velodyne*/*.bin", PointFormat.KITTI),
+        "semantickitti": ("semantickitti/sequences/*/velodyne/*.bin", PointFormat.KITTI),
     }
     for kind in kinds:
         pattern, fmt = patterns[kind]
@@ -60,18 +63,6 @@ def real_scans(
             data = torch.from_numpy(read_points(path, fmt, intensity_max))
             found.append(RealScan(f"{kind}/{path.name}", kind, path, data))
     return found
-
-
-def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics and affine terms, so folding is really tested."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.uniform_(-0.2, 0.2, generator=generator)
-                module.running_var.uniform_(0.5, 2.0, generator=generator)
-                module.weight.uniform_(0.8, 1.2, generator=generator)
-                module.bias.uniform_(-0.1, 0.1, generator=generator)
 
 
 def synthetic_sweep(num_points: int = 30_000, seed: int = 0, intensity_max: float = 255.0) -> torch.Tensor:

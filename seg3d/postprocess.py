@@ -1,0 +1,37 @@
+"""From the encoder's in-crop predictions to one label per input point."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+__all__ = ["fill_outside_crop"]
+
+LabelT = TypeVar("LabelT", bound=np.generic)
+
+
+def fill_outside_crop(
+    xyz: npt.NDArray[np.float32], inside: npt.NDArray[np.bool_], inner_labels: npt.NDArray[LabelT]
+) -> npt.NDArray[LabelT]:
+    """One label per point: ``inner_labels`` for the in-crop points (in order), and for each point
+    outside the crop the label of its nearest in-crop point (the ``nearest_in_crop`` policy that the
+    service and full-scan evaluation share, `docs/architecture.md` §9 row 15).
+
+    Raises:
+        ValueError: ``inner_labels`` does not have one label per in-crop point, or points lie
+            outside the crop while none lies inside.
+    """
+    inside = np.asarray(inside, dtype=bool)
+    if inner_labels.shape[0] != int(inside.sum()):
+        raise ValueError(f"{inner_labels.shape[0]} labels for {int(inside.sum())} in-crop points")
+    labels = np.empty(xyz.shape[0], dtype=inner_labels.dtype)
+    labels[inside] = inner_labels
+    if not inside.all():
+        if not inside.any():
+            raise ValueError("no point inside the crop to take labels from")
+        _, nearest = cKDTree(xyz[inside, :3]).query(xyz[~inside, :3], k=1)
+        labels[~inside] = inner_labels[nearest]
+    return labels

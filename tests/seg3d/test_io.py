@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from seg3d.io import atomic_writer, file_sha256, write_atomic
+
+
+def test_atomic_writer_commits_only_on_success(tmp_path) -> None:
+    target = tmp_path / "artifact.bin"
+    write_atomic(target, b"first")
+    assert target.read_bytes() == b"first" and (target.stat().st_mode & 0o777) == 0o644
+    with pytest.raises(RuntimeError), atomic_writer(target) as f:
+        f.write(b"half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"first"  # the old content survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact.bin"]  # no temporary left behind
+
+
+def test_file_sha256_reads_past_one_chunk(tmp_path) -> None:
+    data = bytes(range(256)) * 5000  # > 1 MiB: several chunks
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
