@@ -26,8 +26,8 @@ import torch
 from seg3d.config import ModelConfig, load_config
 from seg3d.io import write_atomic
 from seg3d.preprocess import crop_mask, prepare_inputs
+from seg3d.scans import RealScan, real_scans
 from seg3d.sysinfo import machine_info, machine_slug
-from seg3d.testing import RealScan, real_scans
 
 TARGET_MS = 30.0  # Foundation issue: per nuScenes sweep on 2 cores
 

@@ -38,14 +38,14 @@ import torch
 import export.to_trt as to_trt
 from seg3d.io import write_atomic
 from seg3d.manifest import load_manifest
+from seg3d.scans import RealScan, real_scans
 from seg3d.sysinfo import machine_info, machine_slug
-from seg3d.testing import RealScan, real_scans
-from serve.backends import BackendUnavailable, load_backend
+from serve.backends import ORDER, BackendUnavailable, load_backend
 from serve.local import start_local_server
 from serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ("spconv", "torch", "onnxruntime", "tensorrt")
+BACKENDS = tuple(reversed(ORDER))  # the spconv reference first, the fastest candidates last
 STAGES = ("parse", "preprocess", "inference", "postprocess")
 FORMAT = {"nuscenes": "nuscenes", "kitti": "kitti", "semantickitti": "kitti"}
 TARGETS = {
@@ -84,7 +84,7 @@ def time_requests(segmenter: Segmenter, raw: bytes, fmt: str, iterations: int, w
 
 
 def bench_in_process(model_dir: Path, scans: list[RealScan], iterations: int, warmup: int) -> dict[str, Any]:
-    _, config = load_manifest(model_dir)
+    config = load_manifest(model_dir).config
     results: dict[str, Any] = {}
     default_threads = torch.get_num_threads()
     for name in BACKENDS:

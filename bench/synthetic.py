@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seg3d.classes import NUSCENES_TRAIN_CLASSES, nuscenes_train_id
 from seg3d.io import write_atomic
-from seg3d.labels import NUSCENES_TRAIN_CLASSES, nuscenes_train_id
 from seg3d.sysinfo import machine_info, machine_slug
 from training.data.synthetic import generate
 from training.data.synthetic.checks import INTEREST_CATEGORIES, box_purity

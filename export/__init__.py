@@ -1,5 +1,5 @@
-"""Export of the 3D encoder alone (ONNX, TensorRT, manifest).
+"""Export of the 3D encoder alone: the plugin-free ONNX graph, its manifest, a TensorRT engine.
 
-Imports `seg3d` only, never `training`: the exported model cannot depend on the 2D encoder or the
-fusion branches (a test enforces it). `export/to_trt.py` arrives with the Export issue.
+`export/to_trt.py` is the command. Imports `seg3d` only, never `training`: the exported model cannot
+depend on the 2D encoder or the fusion branches (a test enforces it).
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 import yaml
@@ -22,7 +23,7 @@ class AllowlistViolation(ValueError):
 class Allowlist:
     source: str
     min_opset: int
-    ops: dict[str, dict]
+    ops: dict[str, dict[str, Any]]
     known_unsupported: dict[str, str]
 
 

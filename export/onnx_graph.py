@@ -21,20 +21,21 @@ and int64 labels (the argmax over every class but the ignore class).
 from __future__ import annotations
 
 from itertools import count
-from typing import Literal
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import POOL_PARTS, graph_input_names, pool_names
+from seg3d.manifest import Precision
 from seg3d.model.sparse_conv import one_by_one_matrix
 
 __all__ = ["IR_VERSION", "OPSET", "Precision", "build_encoder_graph"]
 
-Precision = Literal["fp32", "fp16"]
 OPSET = 17
 #: IR 8 is what opset 17 shipped with; TensorRT 10's parser and ONNX Runtime both read it.
 IR_VERSION = 8
@@ -52,34 +53,34 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._ids = count()
-        self._constants: dict[tuple, str] = {}
+        self._constants: dict[tuple[object, ...], str] = {}
 
     def name(self, hint: str) -> str:
         return f"{hint}_{next(self._ids)}"
 
-    def const(self, hint: str, value: np.ndarray) -> str:
+    def const(self, hint: str, value: npt.NDArray[Any]) -> str:
         name = self.name(hint)
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def shared_const(self, key: tuple, value: np.ndarray) -> str:
+    def shared_const(self, key: tuple[object, ...], value: npt.NDArray[Any]) -> str:
         """An initializer reused by every node that asks for the same ``key`` (axes, shapes, zeros)."""
         if key not in self._constants:
             self._constants[key] = self.const("c", value)
         return self._constants[key]
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: Any) -> str:
         out = self.name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(op_type), **attrs))
         return out
 
-    def weight(self, tensor: torch.Tensor, hint: str, dtype: np.dtype | None = None) -> str:
+    def weight(self, tensor: torch.Tensor, hint: str, dtype: npt.DTypeLike = None) -> str:
         return self.const(hint, tensor.detach().cpu().numpy().astype(dtype or self.dtype))
 
     def axes(self, *axes: int) -> str:
         return self.shared_const(("axes", axes), np.array(axes, dtype=np.int64))
 
-    def zero_row(self, channels: int, dtype: np.dtype) -> str:
+    def zero_row(self, channels: int, dtype: npt.DTypeLike) -> str:
         return self.shared_const(("zero", channels, np.dtype(dtype).str), np.zeros((1, channels), dtype))
 
     def cast(self, x: str, to: int) -> str:
@@ -193,7 +194,7 @@ class _EncoderGraph:
 def _input_infos(config: ModelConfig, precision: Precision) -> list[onnx.ValueInfoProto]:
     enc, widths = config.encoder, config.tables
     conv_scales = sorted(set(enc.conv_scales))
-    dims: dict[str, list[object]] = {"features": ["N", 10]}
+    dims: dict[str, list[str | int]] = {"features": ["N", 10]}
     for s in conv_scales:
         dims[f"neighbours_s{s}"] = [f"V{s}", 27]
         dims[f"context_inverse_s{s}"] = [f"V{s}"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,27 +11,15 @@ from tqdm import tqdm
 
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_inputs
+from seg3d.manifest import ParityScan
 from seg3d.model import Encoder3D
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import RealScan
+from seg3d.scans import RealScan
 
-__all__ = ["ScanParity", "ort_session", "run_parity"]
-
-
-@dataclass(frozen=True)
-class ScanParity:
-    scan: str
-    points: int
-    argmax_agreement: float
-    label_agreement: float
-    max_abs_diff: float
-    max_abs_logit: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+__all__ = ["ort_session", "run_parity"]
 
 
-def ort_session(onnx_bytes: bytes, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
+def ort_session(onnx_bytes: bytes, threads: int | None = None) -> Any:  # onnxruntime.InferenceSession
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -41,16 +29,15 @@ def ort_session(onnx_bytes: bytes, threads: int | None = None):  # noqa: ANN201 
 
 
 def run_parity(
-    session,  # noqa: ANN001 - onnxruntime.InferenceSession
+    session: Any,  # onnxruntime.InferenceSession
     reference: Encoder3D,
     config: ModelConfig,
     scans: Iterable[RealScan],
     progress: bool = True,
-) -> list[ScanParity]:
+) -> list[ParityScan]:
     """Run the graph and the reference on each scan (cropped to the grid) and compare."""
     results = []
-    scans = list(scans)
-    for scan in tqdm(scans, desc="parity vs spconv", unit="scan", disable=not progress):
+    for scan in tqdm(list(scans), desc="parity vs spconv", unit="scan", disable=not progress):
         points = scan.points[crop_mask(scan.points[:, :3], config.grid)]
         inputs = prepare_inputs(points, config)
         feeds = {name: t.cpu().numpy() for name, t in graph_inputs(inputs, config).items()}
@@ -60,7 +47,7 @@ def run_parity(
         masked = expected.copy()
         masked[:, config.ignore_index] = -np.inf
         results.append(
-            ScanParity(
+            ParityScan(
                 scan=scan.name,
                 points=int(points.shape[0]),
                 argmax_agreement=float((logits.argmax(1) == expected.argmax(1)).mean()),

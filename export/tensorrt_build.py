@@ -1,6 +1,6 @@
 """Build a TensorRT engine from the exported ONNX graph (TensorRT 10.x and 11.x).
 
-Written against the documented Python API and its 10 → 11 breaks (`../shared/docs/export.md` §3):
+Written against the documented Python API and its 10 → 11 breaks (`docs/export.md` §3):
 strongly typed network (the precision is the ONNX graph's own: TRT 11 removed the weak-typing
 ``BuilderFlag.FP16``), flags taken from enum *names* (``STRONGLY_TYPED`` is 1 in TRT 10 and 0 in
 TRT 11), one optimization profile covering every dynamic input, a persistent timing cache, and
@@ -14,11 +14,12 @@ stubs); `export/to_trt.py` calls it only when `tensorrt` imports and CUDA is ava
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from seg3d.io import write_atomic
 
-__all__ = ["TRT_API_NAMES", "TensorRTUnavailable", "build_engine", "tensorrt_status"]
+__all__ = ["TRT_API_NAMES", "BuiltEngine", "TensorRTUnavailable", "build_engine", "tensorrt_status"]
 
 #: Every TensorRT Python name `build_engine` touches; `export/check_trt_api.py` looks each one up in
 #: a bindings wheel, so an API break between TensorRT versions shows without a GPU.
@@ -30,6 +31,18 @@ TRT_API_NAMES = (
     "serialize", "build_serialized_network", "Runtime", "deserialize_cuda_engine",
     "create_engine_inspector", "get_engine_information", "LayerInformationFormat", "JSON",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    """Facts of a built engine, for the manifest."""
+
+    tensorrt: str
+    gpu: str
+    strongly_typed: bool
+    layers: int
+    layer_types: list[str]
+    profile: dict[str, list[list[int]]]
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -60,7 +73,7 @@ def build_engine(
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]],
     timing_cache_path: Path,
     workspace_bytes: int = 8 << 30,
-) -> dict[str, object]:
+) -> BuiltEngine:
     """Parse ``onnx_path``, build a strongly typed engine, write it and the timing cache atomically.
 
     Returns facts for the manifest: TensorRT version, GPU, profile shapes, layer count and the
@@ -111,11 +124,11 @@ def build_engine(
     plugins = [t for t in layer_types if "plugin" in t.lower()]
     if plugins:
         raise RuntimeError(f"the engine uses plugin layers {plugins}; the export must stay plugin-free")
-    return {
-        "tensorrt": trt.__version__,
-        "gpu": torch.cuda.get_device_name(0),
-        "strongly_typed": bool(flags),
-        "layers": len(layers),
-        "layer_types": layer_types,
-        "profile": {name: [list(s) for s in triple] for name, triple in shapes.items()},
-    }
+    return BuiltEngine(
+        tensorrt=str(trt.__version__),
+        gpu=torch.cuda.get_device_name(0),
+        strongly_typed=bool(flags),
+        layers=len(layers),
+        layer_types=layer_types,
+        profile={name: [list(s) for s in triple] for name, triple in shapes.items()},
+    )

@@ -21,13 +21,12 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 
 from export.allowlist import AllowlistViolation, check_graph
-from export.manifest import build_manifest, write_json_atomic
+from export.manifest import build_manifest
 from export.onnx_graph import build_encoder_graph
 from export.parity import ort_session, run_parity
 from export.profiles import profile_shapes
@@ -36,18 +35,28 @@ from seg3d.checkpoint import (
     ENCODER_PREFIX,
     Checkpoint,
     CheckpointError,
-    encoder_state_dict,
-    file_sha256,
+    Mode,
     load_checkpoint,
+    load_encoder,
     save_checkpoint,
 )
 from seg3d.config import ModelConfig, bundled_configs, load_config
-from seg3d.manifest import load_manifest
+from seg3d.io import file_sha256
+from seg3d.manifest import (
+    EngineInfo,
+    FileRecord,
+    ManifestError,
+    ParityReport,
+    Precision,
+    file_record,
+    load_manifest,
+    write_manifest,
+)
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.model.folding import fold_state_dict
-from seg3d.testing import real_scans, synthetic_sweep
+from seg3d.scans import real_scans, synthetic_sweep
 
-#: Minimum argmax agreement with the spconv reference, per precision (the Export issue's bar).
+#: Minimum argmax agreement with the spconv reference, per precision.
 PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
 
 
@@ -89,14 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, str, str, dict[str, str]]:
-    """The 3D encoder to export, its config, mode, a source description and input hashes."""
+def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, Mode, str, str | None]:
+    """The 3D encoder to export, its config, mode, a source description and the checkpoint's hash."""
     if args.random_init:
         if not args.config:
             raise ValueError("--random-init needs --config")
         config = load_config(args.config)
         torch.manual_seed(args.seed)
-        return Encoder3D(config, "table").eval(), config, "3d", f"random init, seed {args.seed}", {}
+        return Encoder3D(config, "table").eval(), config, "3d", f"random init, seed {args.seed}", None
     checkpoint = load_checkpoint(args.checkpoint)
     config = checkpoint.model_config
     if args.config:
@@ -106,45 +115,39 @@ def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, str, 
                 f"{args.checkpoint}: its config {config.name!r} does not match --config {wanted.name!r} "
                 "(omit --config to use the checkpoint's own)"
             )
-    model = Encoder3D(config, "table")
-    try:
-        model.load_state_dict(encoder_state_dict(checkpoint), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{args.checkpoint}: 3D encoder weights do not fit its config: {exc}") from exc
-    hashes = {"checkpoint_sha256": file_sha256(args.checkpoint)}
-    return model.eval(), config, checkpoint.mode, f"checkpoint {args.checkpoint.name}", hashes
+    model = load_encoder(checkpoint)
+    return model, config, checkpoint.mode, f"checkpoint {args.checkpoint.name}", file_sha256(args.checkpoint)
 
 
-def _check_parity(model: Encoder3D, config: ModelConfig, onnx_bytes: bytes, precision: str) -> dict[str, Any]:
+def _check_parity(
+    model: Encoder3D, config: ModelConfig, onnx_bytes: bytes, precision: Precision
+) -> ParityReport:
     if not spconv_available():
-        return {"status": "skipped", "reason": "spconv is not installed"}
+        return ParityReport(status="skipped", reason="spconv is not installed")
     scans = real_scans(("nuscenes", "kitti"), config.input.intensity_max)
     if not scans:
-        return {
-            "status": "skipped",
-            "reason": "no real scans found (../shared/data/real or $SEG3D_REAL_DATA)",
-        }
+        reason = "no real scans found (../shared/data/real or $SEG3D_REAL_DATA)"
+        return ParityReport(status="skipped", reason=reason)
     reference = Encoder3D(config, "spconv")
     reference.load_state_dict(model.state_dict())
     results = run_parity(ort_session(onnx_bytes), reference.eval(), config, scans)
     worst = min(r.argmax_agreement for r in results)
     threshold = PARITY_THRESHOLD[precision]
-    report = {
-        "status": "passed" if worst >= threshold else "failed",
-        "reference": "spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
-        "runtime": "onnxruntime CPUExecutionProvider",
-        "precision": precision,
-        "threshold_argmax_agreement": threshold,
-        "min_argmax_agreement": worst,
-        "max_abs_diff": max(r.max_abs_diff for r in results),
-        "scans": [r.as_dict() for r in results],
-    }
     for r in results:
         agreement, diff = r.argmax_agreement, r.max_abs_diff
         print(f"  {r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
     if worst < threshold:
         raise CheckFailed(f"parity {worst:.4%} below {threshold:.1%} for {precision}")
-    return report
+    return ParityReport(
+        status="passed",
+        reference="spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
+        runtime="onnxruntime CPUExecutionProvider",
+        precision=precision,
+        threshold_argmax_agreement=threshold,
+        min_argmax_agreement=worst,
+        max_abs_diff=max(r.max_abs_diff for r in results),
+        scans=results,
+    )
 
 
 def _reference_points(config: ModelConfig) -> torch.Tensor:
@@ -155,16 +158,23 @@ def _reference_points(config: ModelConfig) -> torch.Tensor:
 
 def _engine(
     onnx_path: Path, engine_path: Path, model: onnx.ModelProto, config: ModelConfig, args: argparse.Namespace
-) -> dict[str, Any]:
+) -> EngineInfo:
     shapes = profile_shapes(
         model, config, _reference_points(config), args.min_points, args.opt_points, args.max_points
     )
     cache = engine_path.with_name("timing.cache")
-    info = build_engine(onnx_path, engine_path, shapes, cache, int(args.workspace_gib * (1 << 30)))
-    info["file"] = engine_path.name
-    info["sha256"] = file_sha256(engine_path)
-    info["profile_points"] = {"min": args.min_points, "opt": args.opt_points, "max": args.max_points}
-    return info
+    built = build_engine(onnx_path, engine_path, shapes, cache, int(args.workspace_gib * (1 << 30)))
+    return EngineInfo(
+        file=engine_path.name,
+        tensorrt=built.tensorrt,
+        gpu=built.gpu,
+        strongly_typed=built.strongly_typed,
+        layers=built.layers,
+        layer_types=built.layer_types,
+        profile=built.profile,
+        profile_points={"min": args.min_points, "opt": args.opt_points, "max": args.max_points},
+        timing_cache_sha256=file_sha256(cache),
+    )
 
 
 def _check_out_dir(out: Path) -> None:
@@ -180,7 +190,7 @@ def export(args: argparse.Namespace) -> Path:
     if args.out is None:
         raise ValueError("--out is required")
     _check_out_dir(args.out)
-    model, config, mode, source, hashes = _load_model(args)
+    model, config, mode, source, checkpoint_sha256 = _load_model(args)
     print(f"exporting {config.name} ({mode}, {source}) as {args.precision}")
     folded = fold_state_dict(model.state_dict(), model)
     graph = build_encoder_graph(folded, config, args.precision)
@@ -192,20 +202,21 @@ def export(args: argparse.Namespace) -> Path:
     onnx_bytes = graph.SerializeToString()
 
     staging = Path(tempfile.mkdtemp(dir=args.out, prefix=".export-"))
+    files: dict[str, FileRecord] = {}
     try:
         onnx_path = staging / "model.onnx"
         onnx_path.write_bytes(onnx_bytes)
-        hashes["onnx_sha256"] = file_sha256(onnx_path)
         # The encoder's own weights (unfolded), for the torch and spconv serving backends.
         weights = {ENCODER_PREFIX + k: v for k, v in model.state_dict().items()}
         save_checkpoint(
             staging / "encoder3d.pt", Checkpoint(mode=mode, model_config=config, state_dict=weights)
         )
-        hashes["encoder3d_sha256"] = file_sha256(staging / "encoder3d.pt")
         print(f"wrote graph: {len(graph.graph.node)} nodes, ops {', '.join(op_types)}")
-        parity = {"status": "skipped", "reason": "--skip-parity"} if args.skip_parity else None
-        if parity is None:
-            parity = _check_parity(model, config, onnx_bytes, args.precision)
+        parity = (
+            ParityReport(status="skipped", reason="--skip-parity")
+            if args.skip_parity
+            else _check_parity(model, config, onnx_bytes, args.precision)
+        )
         engine = None
         ok, why = tensorrt_status()
         if args.onnx_only:
@@ -217,6 +228,8 @@ def export(args: argparse.Namespace) -> Path:
                 f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"
                 f"  python export/to_trt.py --onnx {args.out / 'model.onnx'}"
             )
+        artifacts = ["model.onnx", "encoder3d.pt"] + (["model.engine"] if engine is not None else [])
+        files = {name: file_record(staging / name) for name in artifacts}
         manifest = build_manifest(
             config=config,
             mode=mode,
@@ -224,43 +237,49 @@ def export(args: argparse.Namespace) -> Path:
             precision=args.precision,
             onnx_model=graph,
             op_types=op_types,
-            hashes=hashes,
+            files=files,
             parity=parity,
             engine=engine,
             source=source,
+            checkpoint_sha256=checkpoint_sha256,
         )
-        write_json_atomic(staging / "manifest.json", manifest)
-        for name in (
-            "model.onnx",
-            "encoder3d.pt",
-            "model.engine",
-            "timing.cache",
-            "manifest.json",
-        ):  # manifest last
+        write_manifest(staging, manifest)
+        for name in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
             if (staging / name).exists():
                 os.replace(staging / name, args.out / name)
         if engine is None and (args.out / "model.engine").exists():
             (args.out / "model.engine").unlink()  # a stale engine would not match the new graph
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"done: {args.out}/model.onnx, encoder3d.pt, manifest.json" + (", model.engine" if engine else ""))
-    return args.out
+    print(f"done: {args.out}: {', '.join(files)}, manifest.json")
+    return Path(args.out)
 
 
 def build_from_onnx(args: argparse.Namespace) -> Path:
+    """Build the engine of an existing export folder (on a GPU host) and record it in its manifest."""
     onnx_path: Path = args.onnx
-    manifest_path = onnx_path.with_name("manifest.json")
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX graph not found: {onnx_path}")
-    manifest, config = load_manifest(onnx_path.parent)
-    model = onnx.load(str(onnx_path))
-    engine_path = onnx_path.with_name("model.engine")
+    folder = onnx_path.parent
+    manifest = load_manifest(folder)  # verifies the graph the engine is built from
+    if manifest.graph.file != onnx_path.name:
+        raise ManifestError(f"{folder}/manifest.json describes {manifest.graph.file}, not {onnx_path.name}")
     ok, why = tensorrt_status()
     if not ok:
         raise TensorRTUnavailable(f"cannot build an engine here: {why}")
-    manifest["engine"] = _engine(onnx_path, engine_path, model, config, args)
-    manifest["versions"]["tensorrt"] = manifest["engine"]["tensorrt"]
-    write_json_atomic(manifest_path, manifest)
+    model = onnx.load(str(onnx_path))
+    engine_path = onnx_path.with_name("model.engine")
+    engine = _engine(onnx_path, engine_path, model, manifest.config, args)
+    write_manifest(
+        folder,
+        manifest.model_copy(
+            update={
+                "engine": engine,
+                "files": {**manifest.files, engine.file: file_record(engine_path)},
+                "versions": {**manifest.versions, "tensorrt": engine.tensorrt},
+            }
+        ),
+    )
     print(f"done: {engine_path}")
     return engine_path
 
@@ -272,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             build_from_onnx(args)
         else:
             export(args)
-    except (FileNotFoundError, CheckpointError, PermissionError, ValueError) as exc:
+    except (FileNotFoundError, PermissionError, ValueError) as exc:  # CheckpointError, ManifestError too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (CheckFailed, TensorRTUnavailable, RuntimeError) as exc:

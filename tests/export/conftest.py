@@ -11,7 +11,7 @@ from seg3d.checkpoint import ENCODER_PREFIX, Checkpoint, save_checkpoint
 from seg3d.config import ModelConfig
 from seg3d.model import Encoder3D
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import RealScan
+from seg3d.scans import RealScan
 
 
 def pseudo_labels(points: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,13 @@ the manifest. About 75 s per precision on 2 CPU cores, 7.6 GB peak memory."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 import export.to_trt as to_trt
-from seg3d.testing import real_scans
+from seg3d.manifest import load_manifest
+from seg3d.scans import real_scans
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +22,12 @@ def test_full_config_random_init_export(tmp_path: Path, precision: str, threshol
     out = tmp_path / precision
     args = ["--config", "nuscenes_full", "--random-init", "--out", str(out), "--precision", precision]
     assert to_trt.main(args) == 0
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert (
-        manifest["graph"]["parameters"]
-        == 45_614_865 - 6 * 2 * 3 * 2 * 256 - 6 * 2 * 2 * 128 + 6 * 2 * 3 * 256
-    )
-    parity = manifest["parity"]
-    names = {s["scan"] for s in parity["scans"]}
+    manifest = load_manifest(out)
+    assert manifest.graph.parameters == 45_614_865 - 6 * 2 * 3 * 2 * 256 - 6 * 2 * 2 * 128 + 6 * 2 * 3 * 256
+    parity = manifest.parity
+    names = {s.scan for s in parity.scans}
     expected = {s.name for s in real_scans(("nuscenes", "kitti"))}
     assert names == expected
-    for scan in parity["scans"]:
-        assert scan["argmax_agreement"] >= threshold, scan
-    print(json.dumps(parity["scans"], indent=1))
+    for scan in parity.scans:
+        assert scan.argmax_agreement >= threshold, scan
+    print(parity.model_dump_json(indent=1))

@@ -13,7 +13,7 @@ from seg3d.graph_inputs import export_pool, graph_input_names, graph_inputs
 from seg3d.model import Encoder3D, fold_batchnorm
 from seg3d.model.folding import fold_state_dict
 from seg3d.preprocess import build_segment_pool, crop_mask, prepare_inputs
-from seg3d.testing import randomize_batchnorm
+from tests.helpers import randomize_batchnorm
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from seg3d.graph_inputs import graph_inputs
 from seg3d.model import Encoder3D
 from seg3d.model.folding import fold_state_dict
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import real_scans
+from seg3d.scans import real_scans
 
 
 def test_profiles_cover_every_input_and_real_clouds(tiny_config, nuscenes_scans) -> None:

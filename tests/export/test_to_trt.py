@@ -14,8 +14,10 @@ from onnx import numpy_helper
 
 import export.to_trt as to_trt
 from export.manifest import graph_parameter_count
-from seg3d.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from seg3d.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from seg3d.config import load_config
+from seg3d.io import file_sha256
+from seg3d.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,25 +39,29 @@ def test_random_init_export_writes_graph_and_manifest(tmp_path: Path, nuscenes_s
     assert sorted(p.name for p in out.iterdir()) == ["encoder3d.pt", "manifest.json", "model.onnx"]
     assert load_checkpoint(out / "encoder3d.pt").model_config == load_config("tiny")
     assert "python export/to_trt.py --onnx" in printed  # how to build the engine on a GPU host
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["random_init"] is True and manifest["engine"] is None
-    assert manifest["hashes"]["onnx_sha256"] == file_sha256(out / "model.onnx")
-    assert manifest["hashes"]["encoder3d_sha256"] == file_sha256(out / "encoder3d.pt")
-    contract = manifest["input"]
-    assert contract["columns"] == ["x", "y", "z", "intensity"] and contract["intensity_max"] == 255.0
-    assert contract["crop_range"] == [[-50.0, 50.0], [-50.0, 50.0], [-4.0, 3.0]]
-    assert contract["out_of_range_policy"]["policy"] == "nearest_in_crop"
-    formats = contract["file_formats"]
-    assert formats["nuscenes"]["columns"] == 5 and formats["kitti"]["intensity_max"] == 1.0
-    assert formats["xyzi"]["intensity_max"] == 255.0  # already the model's scale
-    assert manifest["classes"]["names"][0] == "ignore" and manifest["classes"]["ignore_index"] == 0
-    assert manifest["classes"]["label_map"]["raw_to_train"]["17"] == 4  # vehicle.car -> car
-    assert {"torch", "onnx", "onnxruntime", "spconv"} <= set(manifest["versions"])
-    parity = manifest["parity"]
-    assert parity["status"] == "passed" and parity["min_argmax_agreement"] >= 0.999
-    scanned = {s["scan"] for s in parity["scans"]}
+    manifest = load_manifest(out)  # verifies every artifact against its record
+    assert manifest.model.random_init is True and manifest.engine is None
+    assert manifest.files["model.onnx"].sha256 == file_sha256(out / "model.onnx")
+    assert manifest.files["encoder3d.pt"].sha256 == file_sha256(out / "encoder3d.pt")
+    assert manifest.files["model.onnx"].bytes == (out / "model.onnx").stat().st_size
+    contract = manifest.input
+    assert contract.columns == ["x", "y", "z", "intensity"] and contract.intensity_max == 255.0
+    assert contract.crop_range == [[-50.0, 50.0], [-50.0, 50.0], [-4.0, 3.0]]
+    assert contract.out_of_range_policy.policy == "nearest_in_crop"
+    formats = contract.file_formats
+    assert formats["nuscenes"].columns == 5 and formats["kitti"].intensity_max == 1.0
+    assert formats["xyzi"].intensity_max == 255.0  # already the model's scale
+    assert manifest.classes.names[0] == "ignore" and manifest.classes.ignore_index == 0
+    assert manifest.classes.label_map is not None
+    assert manifest.classes.label_map.raw_to_train["17"] == 4  # vehicle.car -> car
+    assert {"torch", "onnx", "onnxruntime", "spconv"} <= set(manifest.versions)
+    parity = manifest.parity
+    assert parity.status == "passed" and (parity.min_argmax_agreement or 0) >= 0.999
+    scanned = {s.scan for s in parity.scans}
     assert {s.name for s in nuscenes_scans} <= scanned and any(n.startswith("kitti/") for n in scanned)
-    assert manifest["graph"]["inputs"][0]["name"] == "features"
+    assert manifest.graph.inputs[0].name == "features"
+    raw = json.loads((out / "manifest.json").read_text())  # the on-disk format other runtimes read
+    assert raw["format"] == "ddata-export/2" and raw["model_config"]["name"] == "tiny"
 
 
 def test_trained_checkpoint_exports_with_parity(tmp_path: Path, trained_checkpoint: Path) -> None:
@@ -63,10 +69,10 @@ def test_trained_checkpoint_exports_with_parity(tmp_path: Path, trained_checkpoi
     assert (
         to_trt.main(["--checkpoint", str(trained_checkpoint), "--out", str(out), "--precision", "fp16"]) == 0
     )
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["mode"] == "3d" and manifest["model"]["random_init"] is False
-    assert manifest["hashes"]["checkpoint_sha256"] == file_sha256(trained_checkpoint)
-    assert manifest["parity"]["status"] == "passed" and manifest["parity"]["min_argmax_agreement"] >= 0.99
+    manifest = load_manifest(out)
+    assert manifest.model.mode == "3d" and manifest.model.random_init is False
+    assert manifest.model.checkpoint_sha256 == file_sha256(trained_checkpoint)
+    assert manifest.parity.status == "passed" and (manifest.parity.min_argmax_agreement or 0) >= 0.99
     # the BN statistics moved during training, so folding was really exercised
     state = load_checkpoint(trained_checkpoint).state_dict
     assert float(state["encoder3d.blocks.0.voxel.0.bn1.running_var"].sub(1).abs().max()) > 1e-3
@@ -98,7 +104,7 @@ def test_2ddata_checkpoint_exports_only_the_3d_encoder(
     in_graph = graph_parameter_count(onnx.load(str(full / "model.onnx")))
     assert other > 0 and in_graph < total - other + 1
     assert not any(k.startswith(("image_encoder", "lob", "aux_heads")) for k in a)
-    assert json.loads((full / "manifest.json").read_text())["model"]["mode"] == "2ddata"
+    assert load_manifest(full).model.mode == "2ddata"
 
 
 def test_missing_checkpoint(tmp_path: Path, capsys) -> None:
@@ -168,3 +174,13 @@ def test_script_runs_as_documented(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--random-init" in result.stdout and "--max-points" in result.stdout
+
+
+def test_engine_build_refuses_a_graph_that_differs_from_its_manifest(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    assert to_trt.main(["--config", "tiny", "--random-init", "--out", str(out), "--skip-parity"]) == 0
+    graph = bytearray((out / "model.onnx").read_bytes())
+    graph[-1] ^= 0xFF
+    (out / "model.onnx").write_bytes(bytes(graph))
+    assert to_trt.main(["--onnx", str(out / "model.onnx")]) == 2
+    assert "model.onnx: SHA-256" in capsys.readouterr().err
