@@ -1,5 +1,17 @@
 """The segmentation service (FastAPI + uvicorn): ``POST /segment``.
 
-Imports `seg3d` (the same preprocessing export used), never `training` (a test enforces it). The
-service arrives with the Serving issue.
+Imports `seg3d` (the same preprocessing export used), never `training` (a test enforces it).
+
+- `serve.__main__`: ``python -m serve`` (flags, ``SEG_*`` settings, exit codes);
+- `serve.settings`: `ServeSettings`;
+- `serve.app`: `create_app` — the error handlers and the routers;
+- `serve.routes.health`: ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}``, ``/metrics``;
+- `serve.routes.segment`: ``POST /segment``;
+- `serve.dependencies`: bearer auth, readiness, admission (FastAPI ``Depends``);
+- `serve.errors`: the JSON error shape and its handlers;
+- `serve.metrics`: the Prometheus instruments, recorded by the segment route class;
+- `serve.model`: loading and warm-up on a background thread, and the state (loading/ready/failed);
+- `serve.segmenter`: one request's work, bytes in, labels out;
+- `serve.backends`: TensorRT, ONNX Runtime, torch and spconv behind one interface;
+- `serve.local`: run the service as a process on a free loopback port (tests, benchmarks).
 """

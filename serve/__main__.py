@@ -4,7 +4,19 @@
     python -m serve --model exports/full --backend onnxruntime --port 8080
 
 Every flag also reads from the environment (``SEG_MODEL``, ``SEG_BACKEND``, ``SEG_HOST``, ``SEG_PORT``,
-``SEG_MAX_POINTS``, ``SEG_MAX_QUEUE``, ``SEG_THREADS``, ``SEG_AUTH_TOKEN`` …); flags win.
+``SEG_MAX_POINTS``, ``SEG_MAX_QUEUE``, ``SEG_THREADS``, ``SEG_AUTH_TOKEN``, ``SEG_KEEP_UP`` …); flags win.
+
+The model loads on a background thread while the server already answers ``/v2/health/live``. If it
+fails to load or warm up (missing or corrupt file, foreign manifest, a graph that does not parse, a
+backend that cannot run, a warm-up inference that raises), one line naming the file and the cause
+is logged and the process exits with code 3 — unless ``--keep-up`` (``SEG_KEEP_UP=1``): then it stays
+up and every route answers 503 ``model_unavailable`` with the cause.
+
+Exit codes:
+    0  stopped normally (SIGINT/SIGTERM);
+    1  uvicorn could not start (e.g. the port is taken);
+    2  bad arguments or settings (flags, ``SEG_*`` environment), or no ``manifest.json`` in ``--model``;
+    3  the model failed to load or warm up.
 """
 
 from __future__ import annotations
@@ -13,11 +25,27 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
 import uvicorn
+from pydantic import ValidationError
 
 from serve.app import create_app
-from serve.settings import ServeSettings
+from serve.settings import BackendChoice, ServeSettings
+
+EXIT_BAD_SETTINGS = 2
+EXIT_MODEL_FAILED = 3
+
+
+def _settings_error(exc: ValidationError) -> str:
+    """One line: each invalid setting with its environment variable and what is wrong."""
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"])
+        value = error.get("input")
+        given = f" = {value!r}" if isinstance(value, str | int | float) else ""
+        parts.append(f"{name}{given} (--{name.replace('_', '-')} / SEG_{name.upper()}): {error['msg']}")
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,28 +53,53 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, help="export folder (manifest.json, model.onnx, ...)")
-    parser.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "torch", "spconv"])
+    parser.add_argument("--backend", choices=get_args(BackendChoice))
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--max-points", type=int, help="larger clouds get 413 (default 2,000,000)")
     parser.add_argument("--max-queue", type=int, help="requests admitted at once; more get 503 (default 8)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
     parser.add_argument("--log-level", help="uvicorn/service log level (default info)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--keep-up",
+        action="store_true",
+        default=None,
+        help="if the model fails to load, stay up answering 503 model_unavailable instead of exiting 3",
+    )
+    args = parser.parse_args(argv)  # exits 2 on bad flags
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = ServeSettings(**overrides)
+    try:
+        settings = ServeSettings(**overrides)
+    except ValidationError as exc:
+        print(f"error: invalid settings: {_settings_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not (settings.model / "manifest.json").is_file():
+    if not settings.keep_up and not (settings.model / "manifest.json").is_file():
         print(
             f"error: {settings.model} has no manifest.json; export a model first, e.g.\n"
             f"  python export/to_trt.py --config tiny --random-init --out {settings.model}",
             file=sys.stderr,
         )
-        return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
-    return 0
+        return EXIT_BAD_SETTINGS
+
+    failures: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop(cause: str) -> None:  # on the loader thread; the cause is already logged
+        failures.append(cause)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_failure=None if settings.keep_up else stop)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    )
+    server.run()
+    if failures:
+        return EXIT_MODEL_FAILED
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":

@@ -14,32 +14,57 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from seg3d.checkpoint import encoder_state_dict, load_checkpoint
+from seg3d.checkpoint import load_encoder
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_inputs
-from seg3d.model import Encoder3D, fold_batchnorm, labels_from_logits, spconv_available
+from seg3d.model import Encoder3D, labels_from_logits, spconv_available
 from seg3d.preprocess import EncoderInputs
 
-__all__ = ["Backend", "BackendUnavailable", "choose_backend", "load_backend"]
+__all__ = [
+    "ORDER",
+    "Backend",
+    "BackendLoadError",
+    "BackendName",
+    "BackendUnavailable",
+    "choose_backend",
+    "load_backend",
+]
 
 log = logging.getLogger("serve.backends")
-ORDER = ("tensorrt", "onnxruntime", "torch", "spconv")
+
+#: Every backend, in the order ``auto`` tries them; the one source of backend names (settings,
+#: ``--backend`` choices and `ORDER` derive from it).
+BackendName = Literal["tensorrt", "onnxruntime", "torch", "spconv"]
+ORDER: tuple[BackendName, ...] = get_args(BackendName)
 
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run with this install, model folder or device."""
 
 
+class BackendLoadError(RuntimeError):
+    """A model file that the backend's runtime refuses (a graph that does not parse, a checkpoint
+    that does not load); the message names the file and the cause. ``auto`` does not skip it."""
+
+
+def _load_error(path: Path, what: str, exc: Exception) -> BackendLoadError:
+    cause = " ".join(str(exc).split()) or "no detail"
+    if str(path) in cause:
+        return BackendLoadError(f"{what}: {cause}")
+    return BackendLoadError(f"{path}: {what} ({type(exc).__name__}: {cause})")
+
+
 class Backend(Protocol):
     name: str
     device: str
 
-    def predict(self, inputs: EncoderInputs) -> np.ndarray:
+    def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         """``(N,)`` int64 labels, never the ignore class."""
         ...
 
@@ -63,13 +88,16 @@ class OnnxRuntimeBackend:
             options.intra_op_num_threads = threads
         cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            raise _load_error(path, "ONNX Runtime cannot load the graph", exc) from exc
         return cls(session, config, "cuda" if cuda else "cpu")
 
-    def predict(self, inputs: EncoderInputs) -> np.ndarray:
+    def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         feeds = {k: v.cpu().numpy() for k, v in graph_inputs(inputs, self.config).items()}
         (labels,) = self.session.run(["labels"], feeds)
-        return labels
+        return np.asarray(labels, dtype=np.int64)
 
 
 @dataclass
@@ -80,23 +108,26 @@ class TorchBackend:
     name: str
 
     @classmethod
-    def load(cls, model_dir: Path, config: ModelConfig, kind: str) -> TorchBackend:
+    def load(cls, model_dir: Path, config: ModelConfig, kind: Literal["torch", "spconv"]) -> TorchBackend:
         path = model_dir / "encoder3d.pt"
         if not path.is_file():
             raise BackendUnavailable(f"{path} not found (re-export the model with export/to_trt.py)")
         if kind == "spconv" and not spconv_available():
             raise BackendUnavailable("spconv is not installed")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = Encoder3D(config, "spconv" if kind == "spconv" else "table")
-        model.load_state_dict(encoder_state_dict(load_checkpoint(path)))
-        model = model.eval() if kind == "spconv" else fold_batchnorm(model.eval())
-        if kind == "torch" and device == "cpu":
-            model.present_taps = True  # the CPU fast path: only the neighbours that exist
-        return cls(model.to(device), config, device, kind)
+        try:
+            # torch: the `table` encoder, BatchNorm folded (CPU fast path set); spconv: the reference
+            model = load_encoder(
+                path, "spconv" if kind == "spconv" else "table", device=device, fold=kind == "torch"
+            )
+        except Exception as exc:  # CheckpointError, or what torch raises for a file it cannot read
+            raise _load_error(path, "the encoder checkpoint does not load", exc) from exc
+        return cls(model, config, device, kind)
 
     @torch.inference_mode()
-    def predict(self, inputs: EncoderInputs) -> np.ndarray:
-        return labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index).cpu().numpy()
+    def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
+        labels = labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index)
+        return np.asarray(labels.cpu().numpy(), dtype=np.int64)
 
 
 @dataclass
@@ -121,13 +152,16 @@ class TensorRTBackend:
         if not torch.cuda.is_available():
             raise BackendUnavailable("no CUDA device")
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        try:
+            engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        except Exception as exc:  # an engine of another TensorRT or GPU is skipped by `auto`
+            raise BackendUnavailable(f"{path} does not load with TensorRT: {exc}") from exc
         if engine is None:
             raise BackendUnavailable(f"{path} does not load with TensorRT {trt.__version__} on this GPU")
         return cls(engine, engine.create_execution_context(), config)
 
     @torch.inference_mode()
-    def predict(self, inputs: EncoderInputs) -> np.ndarray:  # pragma: no cover - needs a GPU
+    def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:  # pragma: no cover - needs a GPU
         import tensorrt as trt
 
         named = {k: v.to("cuda").contiguous() for k, v in graph_inputs(inputs, self.config).items()}
@@ -146,17 +180,24 @@ class TensorRTBackend:
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         stream.synchronize()
-        return outputs["labels"].cpu().numpy()
+        return np.asarray(outputs["labels"].cpu().numpy(), dtype=np.int64)
 
 
 def load_backend(name: str, model_dir: Path, config: ModelConfig, threads: int | None = None) -> Backend:
-    """Load backend ``name``; raises `BackendUnavailable` with the reason when it cannot run here."""
+    """Load backend ``name``.
+
+    Raises:
+        BackendUnavailable: it cannot run with this install or device, or its file is absent.
+        BackendLoadError: its file is there but its runtime refuses it (naming the file and why).
+    """
     if name == "tensorrt":
         return TensorRTBackend.load(model_dir, config)
     if name == "onnxruntime":
         return OnnxRuntimeBackend.load(model_dir, config, threads)
-    if name in ("torch", "spconv"):
-        return TorchBackend.load(model_dir, config, name)
+    if name == "torch":
+        return TorchBackend.load(model_dir, config, "torch")
+    if name == "spconv":
+        return TorchBackend.load(model_dir, config, "spconv")
     raise BackendUnavailable(f"unknown backend {name!r}; choose from auto, {', '.join(ORDER)}")
 
 

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["LocalServer", "free_port", "start_local_server"]
 
@@ -21,12 +22,13 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
 class LocalServer:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     url: str
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -37,18 +39,27 @@ class LocalServer:
             self.process.kill()
 
 
-def _ready(url: str) -> bool:
+def _status(url: str) -> int | None:
+    """The HTTP status of ``GET url``, or None when nothing answers."""
     try:
-        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
-            return response.status == 200
+        with urllib.request.urlopen(url, timeout=2) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
     except (urllib.error.URLError, OSError):
-        return False
+        return None
 
 
 def start_local_server(
-    model_dir: Path, *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120.0
+    model_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 120.0,
+    wait: Literal["ready", "answering"] = "ready",
 ) -> LocalServer:
-    """``python -m serve --model model_dir --port <free> *args``, returned once it reports ready.
+    """``python -m serve --model model_dir --port <free> *args``, returned once it reports ready
+    (``wait="answering"``: once it answers ``/v2/health/live`` at all, whatever the status).
 
     Raises:
         RuntimeError: the process exited, or did not become ready within ``ready_timeout`` s.
@@ -61,7 +72,9 @@ def start_local_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}: {' '.join(command)}")
-        if _ready(url):
+        if wait == "ready" and _status(f"{url}/v2/health/ready") == 200:
+            return LocalServer(process, url)
+        if wait == "answering" and _status(f"{url}/v2/health/live") is not None:
             return LocalServer(process, url)
         time.sleep(0.3)
     process.kill()

@@ -8,10 +8,13 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serve.backends import BackendName
+
 __all__ = ["DEFAULT_MODEL_DIR", "BackendChoice", "ServeSettings"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
-BackendChoice = Literal["auto", "tensorrt", "onnxruntime", "torch", "spconv"]
+#: ``auto`` or one backend of `serve.backends.BackendName`.
+BackendChoice = Literal["auto", BackendName]
 
 
 class ServeSettings(BaseSettings):
@@ -29,4 +32,8 @@ class ServeSettings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="CPU threads for inference (default: all)")
     auth_token: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <token>'")
     warmup_points: int = Field(20_000, ge=1, description="size of the synthetic warm-up cloud")
+    keep_up: bool = Field(
+        False,
+        description="if the model fails to load, stay up answering 503 model_unavailable (else exit 3)",
+    )
     log_level: str = "info"

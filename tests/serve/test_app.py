@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import serve.app as app_module
 from serve.app import create_app
+from serve.model import ModelState
 from serve.settings import ServeSettings
 
 BODY = np.zeros((100, 5), "<f4").tobytes()
@@ -27,13 +27,13 @@ def _wait_ready(client: TestClient) -> None:
 
 def test_warming_up_answers_503_with_retry_after(tiny_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
-    real_loader = app_module._load_and_warm
+    real_loader = ModelState.load
 
-    def slow_loader(state) -> None:
+    def slow_loader(state: ModelState) -> None:
         release.wait(30)
         real_loader(state)
 
-    monkeypatch.setattr(app_module, "_load_and_warm", slow_loader)
+    monkeypatch.setattr(ModelState, "load", slow_loader)
     with TestClient(create_app(ServeSettings(model=tiny_export, backend="onnxruntime"))) as client:
         assert client.get("/v2/health/live").status_code == 200
         ready = client.get("/v2/health/ready")
@@ -75,7 +75,7 @@ def test_queue_full_answers_503(tiny_export: Path, monkeypatch: pytest.MonkeyPat
     gate = threading.Event()
     with TestClient(create_app(settings)) as client:
         _wait_ready(client)
-        segmenter = client.app.state.seg.segmenter
+        segmenter = client.app.state.seg.model.segmenter
         real_segment = segmenter.segment
 
         def held(points):
@@ -107,3 +107,14 @@ def test_cli_refuses_a_folder_without_an_export(tmp_path: Path, capsys: pytest.C
     assert main(["--model", str(tmp_path), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "has no manifest.json" in err and "export/to_trt.py" in err
+
+
+def test_format_is_an_enum_in_the_openapi_schema(tmp_path: Path) -> None:
+    client = TestClient(create_app(ServeSettings(model=tmp_path)))  # no lifespan: no model needed
+    parameters = client.get("/openapi.json").json()["paths"]["/segment"]["post"]["parameters"]
+    (fmt,) = [p for p in parameters if p["name"] == "format"]
+    schema = fmt["schema"]
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        schema = {**client.get("/openapi.json").json()["components"]["schemas"][name], **schema}
+    assert schema["enum"] == ["nuscenes", "kitti", "xyzi"] and schema["default"] == "nuscenes"

@@ -16,7 +16,7 @@ from serve.segmenter import Segmenter
 
 def test_cpu_backends_agree_on_a_real_sweep(tiny_export: Path, nuscenes_scans) -> None:
     pytest.importorskip("spconv.pytorch")
-    _, config = load_manifest(tiny_export)
+    config = load_manifest(tiny_export).config
     points = nuscenes_scans[1].points.numpy()
     results = {}
     for name in ("onnxruntime", "torch", "spconv"):
@@ -30,7 +30,7 @@ def test_cpu_backends_agree_on_a_real_sweep(tiny_export: Path, nuscenes_scans) -
 
 
 def test_auto_measures_and_keeps_the_fastest(tiny_export: Path, nuscenes_scans, caplog) -> None:
-    _, config = load_manifest(tiny_export)
+    config = load_manifest(tiny_export).config
     probe = prepare_inputs(nuscenes_scans[0].points[:20_000], config)
     with caplog.at_level(logging.INFO, logger="serve.backends"):
         backend = choose_backend("auto", tiny_export, config, probe=probe)
@@ -43,12 +43,12 @@ def test_auto_measures_and_keeps_the_fastest(tiny_export: Path, nuscenes_scans, 
 
 
 def test_auto_without_probe_takes_the_first_that_loads(tiny_export: Path) -> None:
-    _, config = load_manifest(tiny_export)
+    config = load_manifest(tiny_export).config
     assert choose_backend("auto", tiny_export, config).name == "onnxruntime"  # no engine in a CPU export
 
 
 def test_missing_backend_files_are_reported(tmp_path: Path, tiny_export: Path) -> None:
-    _, config = load_manifest(tiny_export)
+    config = load_manifest(tiny_export).config
     with pytest.raises(BackendUnavailable, match=r"model\.onnx not found"):
         load_backend("onnxruntime", tmp_path, config)
     with pytest.raises(BackendUnavailable, match=r"encoder3d\.pt not found"):

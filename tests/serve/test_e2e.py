@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -12,8 +11,9 @@ import torch
 
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_inputs
+from seg3d.manifest import load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.testing import real_scans
+from seg3d.scans import real_scans
 from tests.serve.conftest import MAX_POINTS, Server
 
 SCANS = real_scans(("nuscenes", "kitti"))
@@ -21,8 +21,7 @@ FORMAT = {"nuscenes": ("nuscenes", 5), "kitti": ("kitti", 4)}
 
 
 def _config(server: Server) -> ModelConfig:
-    manifest = json.loads((server.model_dir / "manifest.json").read_text())
-    return ModelConfig.model_validate(manifest["model_config"])
+    return load_manifest(server.model_dir).config
 
 
 def _check_labels(

@@ -9,7 +9,7 @@ import httpx
 import psutil
 import pytest
 
-from seg3d.testing import real_scans
+from seg3d.scans import real_scans
 from tests.serve.conftest import Server
 
 

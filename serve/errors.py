@@ -1,0 +1,64 @@
+"""The service's one error shape, ``{"error": {"code": ..., "message": ...}}``, and its handlers.
+
+Handlers, dependencies and the segmenter raise `ServiceError` (status, stable code, message, headers);
+`install_error_handlers` renders it, and FastAPI's own errors (404, 405, request validation), in the
+same JSON shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from seg3d.points import PointFormat
+
+__all__ = ["ServiceError", "error_response", "install_error_handlers", "validation_error"]
+
+
+class ServiceError(Exception):
+    """A request the service refuses or cannot serve: HTTP status, machine-readable code, message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def validation_error(exc: RequestValidationError) -> ServiceError:
+    """A 422 for a request FastAPI could not validate; an unknown ``format`` keeps ``unknown_format``."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = tuple(str(p) for p in first.get("loc", ()))
+    if loc == ("query", "format"):
+        known = ", ".join(f.value for f in PointFormat)
+        found = first.get("input")
+        return ServiceError(422, "unknown_format", f"unknown point format {found!r}; use one of {known}")
+    where = ".".join(loc)
+    return ServiceError(422, "invalid_parameter", f"{where}: {first.get('msg', 'invalid request')}")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error = validation_error(exc)
+        return error_response(error.status, error.code, error.message)

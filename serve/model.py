@@ -1,0 +1,149 @@
+"""The served model's life: load and warm up on a background thread; loading → ready | failed.
+
+`load_model` does the whole start-up — the manifest with every artifact verified
+(`seg3d.manifest.load_manifest`), the backend, one warm-up inference — and turns any failure into a
+`ModelLoadError` whose one-line message names the file and the cause. `ModelState` runs it on a
+thread (so ``/v2/health/live`` answers during a slow load), holds the result, and on failure logs
+that line once and calls ``on_failure`` (``python -m serve`` stops the server with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+
+from seg3d.manifest import ExportManifest, load_manifest
+from seg3d.preprocess import crop_mask, prepare_inputs
+from seg3d.scans import synthetic_sweep
+from serve.backends import choose_backend
+from serve.metrics import Metrics
+from serve.segmenter import Segmenter
+from serve.settings import ServeSettings
+
+__all__ = ["LoadedModel", "ModelLoadError", "ModelState", "ModelStatus", "load_model"]
+
+log = logging.getLogger("serve")
+
+
+class ModelStatus(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded or warmed up; the message names the file and the cause."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    manifest: ExportManifest
+    segmenter: Segmenter
+    warmup_ms: float
+
+    @property
+    def name(self) -> str:
+        return self.manifest.model.name
+
+
+def _describe(exc: BaseException, folder: object) -> str:
+    """One line: the message of our own errors (they name their file), else the type and message,
+    prefixed with the model folder when the message does not name it."""
+    message = " ".join(str(exc).split()) or "no detail"
+    if not isinstance(exc, OSError | ValueError | RuntimeError) or type(exc) is RuntimeError:
+        message = f"{type(exc).__name__}: {message}"
+    return message if str(folder) in message else f"{folder}: {message}"
+
+
+def load_model(settings: ServeSettings) -> LoadedModel:
+    """Manifest (verified), backend, one warm-up inference.
+
+    Raises:
+        ModelLoadError: whatever went wrong, in one line naming the folder or file and the cause.
+    """
+    folder = settings.model
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        manifest = load_manifest(folder)
+        config = manifest.config
+        warm = synthetic_sweep(settings.warmup_points, intensity_max=config.input.intensity_max)
+        # `auto` times every backend on this cloud; a named backend needs no probe.
+        probe = (
+            prepare_inputs(warm[crop_mask(warm[:, :3], config.grid)], config)
+            if settings.backend == "auto"
+            else None
+        )
+        backend = choose_backend(settings.backend, folder, config, settings.threads, probe)
+    except Exception as exc:
+        raise ModelLoadError(_describe(exc, folder)) from exc
+    segmenter = Segmenter(config, backend, settings.max_points)
+    start = time.perf_counter()
+    try:
+        segmenter.segment(warm.numpy())
+    except Exception as exc:
+        where = f"{folder}: the warm-up inference on {backend.name}/{backend.device} failed"
+        raise ModelLoadError(f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+    return LoadedModel(manifest, segmenter, (time.perf_counter() - start) * 1e3)
+
+
+@dataclass
+class ModelState:
+    """What the routes see: the status, the model once ready, the cause once failed, and the
+    admission count and inference thread of `POST /segment`."""
+
+    settings: ServeSettings
+    metrics: Metrics = field(default_factory=Metrics)
+    on_failure: Callable[[str], None] | None = None
+    status: ModelStatus = ModelStatus.LOADING
+    model: LoadedModel | None = None
+    failure: str | None = None
+    admitted: int = 0
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="seg-infer")
+    )
+
+    def start_loading(self) -> threading.Thread:
+        loader = threading.Thread(target=self.load, name="seg-load", daemon=True)
+        loader.start()
+        return loader
+
+    def load(self) -> None:
+        """Load and warm up (on the loader thread); then ready, or failed with the cause."""
+        try:
+            model = load_model(self.settings)
+        except Exception as exc:  # ModelLoadError, or a bug: either way the model is not served
+            self.fail(str(exc) if isinstance(exc, ModelLoadError) else _describe(exc, self.settings.model))
+            return
+        backend = model.segmenter.backend
+        log.info(
+            "model %s ready on %s/%s after a %.0f ms warm-up%s",
+            model.name,
+            backend.name,
+            backend.device,
+            model.warmup_ms,
+            " (UNTRAINED: random-init export)" if model.manifest.model.random_init else "",
+        )
+        self.metrics.info.labels(
+            model.name, backend.name, backend.device, model.manifest.model.precision
+        ).set(1)
+        self.model = model
+        self.status = ModelStatus.READY
+
+    def fail(self, cause: str) -> None:
+        """Failed for good: log the one line, then tell the owner (which may stop the server)."""
+        self.failure = cause
+        self.status = ModelStatus.FAILED
+        log.error("model could not be loaded: %s", cause)
+        if self.on_failure is not None:
+            self.on_failure(cause)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
