@@ -14,12 +14,12 @@ stubs); `export/to_trt.py` calls it only when `tensorrt` imports and CUDA is ava
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from seg3d.io import write_atomic
+from seg3d.io import file_sha256, write_atomic
+from seg3d.manifest import EngineInfo
 
-__all__ = ["TRT_API_NAMES", "BuiltEngine", "TensorRTUnavailable", "build_engine", "tensorrt_status"]
+__all__ = ["TRT_API_NAMES", "TensorRTUnavailable", "build_engine", "tensorrt_status"]
 
 #: Every TensorRT Python name `build_engine` touches; `export/check_trt_api.py` looks each one up in
 #: a bindings wheel, so an API break between TensorRT versions shows without a GPU.
@@ -31,18 +31,6 @@ TRT_API_NAMES = (
     "serialize", "build_serialized_network", "Runtime", "deserialize_cuda_engine",
     "create_engine_inspector", "get_engine_information", "LayerInformationFormat", "JSON",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class BuiltEngine:
-    """Facts of a built engine, for the manifest."""
-
-    tensorrt: str
-    gpu: str
-    strongly_typed: bool
-    layers: int
-    layer_types: list[str]
-    profile: dict[str, list[list[int]]]
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -72,12 +60,13 @@ def build_engine(
     engine_path: Path,
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]],
     timing_cache_path: Path,
+    profile_points: dict[str, int],
     workspace_bytes: int = 8 << 30,
-) -> BuiltEngine:
+) -> EngineInfo:
     """Parse ``onnx_path``, build a strongly typed engine, write it and the timing cache atomically.
 
-    Returns facts for the manifest: TensorRT version, GPU, profile shapes, layer count and the
-    layer types found in the engine.
+    Returns the manifest's record of the engine: TensorRT version, GPU, profile shapes (and the
+    point counts ``profile_points`` they were sized for), layer count and the layer types found.
     """
     ok, why = tensorrt_status()
     if not ok:
@@ -124,11 +113,14 @@ def build_engine(
     plugins = [t for t in layer_types if "plugin" in t.lower()]
     if plugins:
         raise RuntimeError(f"the engine uses plugin layers {plugins}; the export must stay plugin-free")
-    return BuiltEngine(
+    return EngineInfo(
+        file=engine_path.name,
         tensorrt=str(trt.__version__),
         gpu=torch.cuda.get_device_name(0),
         strongly_typed=bool(flags),
         layers=len(layers),
         layer_types=layer_types,
         profile={name: [list(s) for s in triple] for name, triple in shapes.items()},
+        profile_points=profile_points,
+        timing_cache_sha256=file_sha256(timing_cache_path),
     )

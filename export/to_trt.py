@@ -162,19 +162,9 @@ def _engine(
     shapes = profile_shapes(
         model, config, _reference_points(config), args.min_points, args.opt_points, args.max_points
     )
+    points = {"min": args.min_points, "opt": args.opt_points, "max": args.max_points}
     cache = engine_path.with_name("timing.cache")
-    built = build_engine(onnx_path, engine_path, shapes, cache, int(args.workspace_gib * (1 << 30)))
-    return EngineInfo(
-        file=engine_path.name,
-        tensorrt=built.tensorrt,
-        gpu=built.gpu,
-        strongly_typed=built.strongly_typed,
-        layers=built.layers,
-        layer_types=built.layer_types,
-        profile=built.profile,
-        profile_points={"min": args.min_points, "opt": args.opt_points, "max": args.max_points},
-        timing_cache_sha256=file_sha256(cache),
-    )
+    return build_engine(onnx_path, engine_path, shapes, cache, points, int(args.workspace_gib * (1 << 30)))
 
 
 def _check_out_dir(out: Path) -> None:
