@@ -1,14 +1,25 @@
-"""Shared fixtures: configs and the real scans in ``../shared/data/real``."""
+"""Shared fixtures: configs, the real scans in ``../shared/data/real``, and the one generated
+nuScenes-format data set of the session."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from seg3d.config import ModelConfig, load_config
-from seg3d.testing import RealScan, real_scans
+from seg3d.scans import RealScan, real_scans
+
+if TYPE_CHECKING:  # training is imported only by the tests that generate data
+    from training.data.synthetic import GenerationReport
+
+#: The session's generated data set: v1.0-mini, 10 scenes (8 mini_train + 2 mini_val) × 5 keyframes.
+SYNTHETIC_SEED = 0
+SYNTHETIC_VERSION = "v1.0-mini"
+SYNTHETIC_SCENES = 10
+SYNTHETIC_KEYFRAMES = 5
 
 
 @pytest.fixture(scope="session")
@@ -43,12 +54,26 @@ def _deterministic() -> None:
 
 
 @pytest.fixture(scope="session")
-def synthetic_nuscenes(tmp_path_factory) -> Path:
-    """A generated nuScenes-format dataset (v1.0-mini: 10 scenes, 8 mini_train + 2 mini_val, 3
-    keyframes each), shared by every test that needs nuScenes-layout data."""
-    pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
+def synthetic_dataset(tmp_path_factory) -> tuple[Path, GenerationReport]:
+    """The generated nuScenes-format data set and its `GenerationReport`, made once per session with
+    two workers (the command's default on the 2-core CI machine): 10 scenes × 5 keyframes, seed 0,
+    v1.0-mini. Every test that needs nuScenes-layout data uses it (`synthetic_nuscenes` is its root)."""
     from training.data.synthetic import generate
 
     root = tmp_path_factory.mktemp("synthetic") / "nuscenes"
-    generate(root, scenes=10, samples_per_scene=3, seed=0, version="v1.0-mini")
-    return root
+    report = generate(
+        root,
+        scenes=SYNTHETIC_SCENES,
+        samples_per_scene=SYNTHETIC_KEYFRAMES,
+        seed=SYNTHETIC_SEED,
+        version=SYNTHETIC_VERSION,
+        workers=2,
+    )
+    return root, report
+
+
+@pytest.fixture(scope="session")
+def synthetic_nuscenes(synthetic_dataset: tuple[Path, GenerationReport]) -> Path:
+    """Root of the session's generated data set (`synthetic_dataset`), for the devkit-based loaders."""
+    pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
+    return synthetic_dataset[0]

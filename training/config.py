@@ -2,7 +2,7 @@
 
 One file says everything a run needs besides where the data and the outputs live: the 3D model
 (a bundled `seg3d` config by name, or inline), the training mode and its loss weights, the data set
-and its options, the optimiser and schedule of `architecture.md` §6, and the loop's settings.
+and its options, the optimiser and schedule of `docs/architecture.md` §6, and the loop's settings.
 Unknown fields are errors, so a typo never silently falls back to a default.
 """
 

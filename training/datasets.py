@@ -6,21 +6,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from training.config import TrainConfig
 from training.data.augment import Augment3D
 from training.data.nuscenes import NuScenesDataset
-from training.data.sample import LidarSample
 from training.data.semantickitti import SemanticKittiDataset, SemanticKittiLabelMap
 
-__all__ = ["build_class_weights", "build_dataset"]
+__all__ = ["TrainingSet", "build_class_weights", "build_dataset"]
+
+#: The data sets a config can name; both implement `training.data.protocol.TrainingDataset`.
+TrainingSet = NuScenesDataset | SemanticKittiDataset
 
 
 def build_dataset(
     config: TrainConfig, root: str | Path, split: str, training: bool, nusc: Any = None
-) -> Dataset[LidarSample]:
-    """The data set of ``split`` (``train`` uses the config's training split).
+) -> TrainingSet:
+    """The data set of ``split`` (``train`` uses the config's training split); both kinds implement
+    `training.data.protocol.TrainingDataset`.
 
     For nuScenes ``split`` is a devkit split name; ``"train"`` means the config's
     ``data.nuscenes.split``. Mode ``3d`` reads no image. ``training`` turns on the augmentation
@@ -59,7 +61,7 @@ def build_dataset(
     )
 
 
-def build_class_weights(config: TrainConfig, train_set: Dataset[LidarSample]) -> torch.Tensor | None:
+def build_class_weights(config: TrainConfig, train_set: TrainingSet) -> torch.Tensor | None:
     """Cross-entropy class weights ``(classes,)`` the config asks for, or None (plain CE).
 
     Only SemanticKITTI is weighted (``data.semantickitti.class_weighted``), as in 2DPASS, by the label

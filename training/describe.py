@@ -12,12 +12,20 @@ import argparse
 import json
 import sys
 
+from seg3d.checkpoint import MODES, Mode
 from training.config import TRAINING_CONFIG_DIR, load_train_config
 from training.model import build_training_model, parameter_counts
 
 __all__ = ["main"]
 
 PAPER = {"encoder3d": "45.6 M (2DPASS README)", "branch:2ddata": "≈4.4 M (2DDATA paper)"}
+
+#: The fusion branch of each mode (`seg3d.checkpoint.MODES`), as the table names it.
+BRANCH_NAMES: dict[Mode, str] = {
+    "3d": "(none)",
+    "2dpass": "MSFSKD",
+    "2ddata": "Local Object Branch + aux heads",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", required=True, help=f"training config: YAML path or bundled name ({bundled})"
     )
-    parser.add_argument("--mode", choices=("3d", "2dpass", "2ddata"), help="override the config's mode")
+    parser.add_argument("--mode", choices=MODES, help="override the config's mode")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
@@ -40,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"config": config.name, "mode": branch.mode, "model": config.model.name, **counts}))
         return 0
     full = config.model.name == "nuscenes_full"
-    branch_name = {"3d": "(none)", "2dpass": "MSFSKD", "2ddata": "Local Object Branch + aux heads"}[
-        branch.mode
-    ]
+    branch_name = BRANCH_NAMES[branch.mode]
     rows = [
         ("3D encoder (exported)", counts["encoder3d"], PAPER["encoder3d"] if full else ""),
         ("2D encoder (ResNet-34 + decoders)", counts["encoder2d"], ""),

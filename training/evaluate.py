@@ -7,7 +7,8 @@ Local Object Branch's boxes) and of the others, for the crop (2DPASS's metric) a
 (points outside the crop take their nearest in-crop label, as the service does). ``--json`` writes
 the same figures; ``--submission DIR`` writes the nuScenes-lidarseg submission layout:
 ``DIR/lidarseg/<split>/<lidar token>_lidarseg.bin`` (uint8 labels 1–16, one per file point) and
-``DIR/<split>/submission.json``.
+``DIR/<split>/submission.json``. The full scan is evaluated on any labelled split of either data
+set (`training.data.protocol.EvaluationDataset`); ``--submission`` is for nuScenes only.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from seg3d.checkpoint import CheckpointError, encoder_state_dict, load_checkpoint
+from seg3d.checkpoint import CheckpointError, load_checkpoint, load_encoder
+from seg3d.classes import nuscenes_train_id
 from seg3d.io import write_atomic
-from seg3d.labels import nuscenes_train_id
-from seg3d.model import Encoder3D
 from training.config import TrainConfig
+from training.data.protocol import EvaluationDataset
 from training.datasets import build_dataset
-from training.evaluation import evaluate_dataset, nuscenes_file_points
+from training.evaluation import evaluate_dataset
 
 __all__ = ["interest_groups", "main"]
 
@@ -70,14 +72,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.checkpoint}: no training config inside (not written by training.train)"
             )
         config = TrainConfig.model_validate(checkpoint.training["config"])
-        encoder = Encoder3D(config.model, backend="table")
-        encoder.load_state_dict(encoder_state_dict(checkpoint))
+        encoder = load_encoder(checkpoint, backend="table", device=args.device)
         dataset = build_dataset(config, args.data_root, args.split, training=False)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    encoder.to(args.device)
-    encoder.present_taps = str(args.device).startswith("cpu")  # the CPU fast path, same values
     nuscenes = config.data.dataset == "nuscenes"
     submission = (
         _submission_writer(args.submission, args.split, dataset) if args.submission and nuscenes else None
@@ -93,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device,
         votes=args.tta,
         max_samples=args.max_samples,
-        full_scan=nuscenes and labelled,
-        file_points=nuscenes_file_points(dataset) if nuscenes else None,
+        full_scan=labelled,
         on_prediction=submission,
     )
     groups = interest_groups(config) if nuscenes else {}
@@ -136,14 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _submission_writer(root: Path, split: str, dataset: object):  # noqa: ANN202
+def _submission_writer(
+    root: Path, split: str, dataset: EvaluationDataset
+) -> Callable[[int, np.ndarray], None]:
     """Writes each sample's full-scan labels (1–16: predictions never take the ignore class)."""
     folder = root / "lidarseg" / split
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(index: int, labels: np.ndarray) -> None:
-        record = dataset.samples[index]  # type: ignore[attr-defined]
-        write_atomic(folder / f"{record.lidar_token}_lidarseg.bin", labels.astype(np.uint8).tobytes())
+        write_atomic(folder / dataset.submission_name(index), labels.astype(np.uint8).tobytes())
 
     return write
 

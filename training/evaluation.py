@@ -1,10 +1,11 @@
 """Evaluate the 3D encoder on a data set: confusion matrices, optional test-time augmentation.
 
-Two metrics (`architecture.md` §6 and §9 row 15):
+Two metrics (`docs/architecture.md` §6 and §9 row 15):
 
 - *crop*: the points inside the crop range, what 2DPASS reports;
 - *full scan*: every point of the file; points outside the crop take the label of their nearest
-  in-crop point, as the service does (`seg3d.pointcloud.fill_outside_crop`).
+  in-crop point, as the service does (`seg3d.postprocess.fill_outside_crop`). The file's points and
+  labels come from the data set (`training.data.protocol.EvaluationDataset`).
 
 Test-time augmentation (``votes > 1``) runs each cloud ``votes`` times with a random yaw rotation
 and translation (no flip, no scale, as 2DPASS votes) and sums the logits per point.
@@ -18,16 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from seg3d.config import ModelConfig
-from seg3d.io import read_bin
 from seg3d.model import labels_from_logits
-from seg3d.pointcloud import fill_outside_crop
+from seg3d.postprocess import fill_outside_crop
 from seg3d.preprocess import prepare_inputs
 from seg3d.preprocess.device import move_to
 from training.data.augment import Augment3D
+from training.data.protocol import EvaluationDataset
 from training.data.sample import LidarSample
 from training.metrics import ConfusionMatrix, IoUReport
 
@@ -68,26 +68,26 @@ def predict_sample(
 
 def evaluate_dataset(
     encoder: nn.Module,
-    dataset: Dataset[LidarSample],
+    dataset: EvaluationDataset,
     config: ModelConfig,
     device: torch.device | str = "cpu",
     votes: int = 1,
     max_samples: int | None = None,
     full_scan: bool = False,
     progress: bool = True,
-    file_points: Callable[[int], np.ndarray] | None = None,
     on_prediction: Callable[[int, np.ndarray], None] | None = None,
 ) -> Evaluation:
     """The crop metric, and with ``full_scan`` the full-scan one (else ``full_scan`` is None).
 
-    ``file_points(i)`` returns the file's xyz of sample ``i`` (needed for the full scan);
-    ``on_prediction(i, labels)`` receives the full-scan labels of each sample (submissions).
+    The full scan reads each sample's file points (``dataset.file_points``) and, with ``full_scan``,
+    its labels (``dataset.read_labels``); ``on_prediction(i, labels)`` receives the full-scan labels
+    of each sample (submissions).
     """
     device = torch.device(device)
     was_training = encoder.training
     encoder.eval()
     crop, full = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
-    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))  # type: ignore[arg-type]
+    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     try:
         for index in tqdm(range(count), disable=not progress, unit="scan", desc="evaluate"):
             sample = dataset[index]
@@ -96,27 +96,15 @@ def evaluate_dataset(
                 crop.update(predicted, sample.labels)
             if not (full_scan or on_prediction):
                 continue
-            if file_points is None:
-                raise ValueError("full-scan evaluation needs file_points")
-            xyz = file_points(index)
+            xyz = dataset.file_points(index)
             inside = np.zeros(xyz.shape[0], dtype=bool)
             inside[sample.indices.numpy()] = True
             # Without dropout the crop keeps file order, so the predictions are the in-crop labels.
             labels = fill_outside_crop(xyz, inside, predicted.numpy())
             if on_prediction is not None:
                 on_prediction(index, labels)
-            truth = getattr(dataset, "read_labels", None)
-            if full_scan and truth is not None:
-                full.update(torch.from_numpy(labels), truth(index, xyz.shape[0]))
+            if full_scan:
+                full.update(torch.from_numpy(labels), dataset.read_labels(index, xyz.shape[0]))
     finally:
         encoder.train(was_training)
     return Evaluation(crop.report(config.class_names), full.report(config.class_names) if full_scan else None)
-
-
-def nuscenes_file_points(dataset: object) -> Callable[[int], np.ndarray]:
-    """xyz of sample ``i``'s LiDAR file, for a `training.data.nuscenes.NuScenesDataset`."""
-
-    def read(index: int) -> np.ndarray:
-        return read_bin(dataset.samples[index].lidar_path, 5)[:, :3]  # type: ignore[attr-defined]
-
-    return read

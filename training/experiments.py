@@ -18,6 +18,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+from seg3d.checkpoint import MODES
 from seg3d.io import write_atomic
 from seg3d.sysinfo import machine_info
 from training.config import TrainConfig, load_train_config
@@ -27,7 +28,6 @@ from training.runs import read_train_log, train_and_evaluate
 
 __all__ = ["main"]
 
-MODES = ("3d", "2dpass", "2ddata")
 ROOT = Path(__file__).resolve().parent.parent
 
 

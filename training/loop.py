@@ -1,4 +1,4 @@
-"""The training loop: `architecture.md` §6, resumable, on one process or under ``torchrun``.
+"""The training loop: `docs/architecture.md` §6, resumable, on one process or under ``torchrun``.
 
 One optimiser step = ``accumulate`` batches per process; DDP averages gradients across processes,
 so the global batch is ``batch_size × accumulate × world``. Each step clips the total gradient norm
@@ -8,6 +8,10 @@ and at the end, ``best.pt`` when validation mIoU improves; both atomically, so a
 previous complete file. ``--resume`` restores the model, optimiser, scheduler, step, position in
 the epoch and RNG states, and the sampler skips the batches already done. ``train_log.jsonl``
 gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate).
+
+Structure: `_setup` builds a `_Run` (data sets, model, optimiser, scheduler, sampler, writers,
+restored `TrainState`); `_train_epoch` feeds the batches of an epoch, `_step` makes each optimiser
+step, `_log` reports it, and `_validate_and_checkpoint` ends each epoch (or the step budget).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -33,7 +37,7 @@ from seg3d.io import write_atomic
 from seg3d.preprocess.device import move_to
 from training.config import TrainConfig
 from training.data.batch import collate
-from training.datasets import build_class_weights, build_dataset
+from training.datasets import TrainingSet, build_class_weights, build_dataset
 from training.distributed import Distributed, all_mean, setup_distributed
 from training.evaluation import evaluate_dataset
 from training.model import TrainingModel, build_training_model
@@ -164,12 +168,78 @@ def train(
     out = Path(out)
     env = setup_distributed(device)
     try:
-        return _train(config, Path(data_root), out, max_steps, resume, env, progress, on_step)
+        return _train(_setup(config, Path(data_root), out, max_steps, resume, env, progress, on_step))
     finally:
         env.close()
 
 
-def _train(
+@dataclass
+class _Run:
+    """Everything one training run holds between its setup and its end."""
+
+    config: TrainConfig
+    out: Path
+    env: Distributed
+    model: TrainingModel
+    wrapped: nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_set: TrainingSet
+    val_set: TrainingSet | None  # on the main process only
+    sampler: EpochSampler
+    loader_kwargs: dict[str, Any]
+    steps_per_epoch: int
+    total_steps: int
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    writer: Any  # a tensorboard SummaryWriter on the main process, or None
+    log: TextIO | None  # train_log.jsonl on the main process
+    bar: tqdm
+    state: TrainState
+    on_step: Callable[[int, float], None] | None
+    last_loss: float = float("nan")
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.log is not None:
+            self.log.close()
+
+
+@dataclass
+class _Epoch:
+    """Progress within the current epoch: micro-batch losses of the step under way, and timing."""
+
+    started: float
+    tick: float
+    micro: list[float] = field(default_factory=list)
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one optimiser step measured."""
+
+    loss: float
+    norm: float
+    rate: float  # training samples per second over the epoch so far, all processes
+    terms: dict[str, Any]
+
+
+def _train(run: _Run) -> TrainResult:
+    """Epochs until the epoch or step budget ends, validating and checkpointing on schedule."""
+    state = run.state
+    try:
+        while state.epoch < run.config.loop.epochs and state.step < run.total_steps:
+            epoch_done = _train_epoch(run)
+            _validate_and_checkpoint(run, epoch_done)
+            run.env.barrier()
+    finally:
+        run.close()
+    return TrainResult(state.step, state.epoch, run.last_loss, state.best_miou, state.skipped_steps, run.out)
+
+
+def _setup(
     config: TrainConfig,
     data_root: Path,
     out: Path,
@@ -178,7 +248,8 @@ def _train(
     env: Distributed,
     progress: bool,
     on_step: Callable[[int, float], None] | None,
-) -> TrainResult:
+) -> _Run:
+    """Data sets, model, optimiser, schedule and the restored state; the run folder prepared."""
     if (out / LAST).exists() and not resume:
         raise FileExistsError(f"{out} already holds a run ({LAST}); pass --resume or choose another --out")
     if resume and not (out / LAST).exists():
@@ -204,16 +275,7 @@ def _train(
     )
     state = _resume(out / LAST, config, model, optimizer, scheduler) if resume else TrainState()
     if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "config.yaml", config.to_yaml())
-        for stale in out.glob(".*.tmp"):  # a write cut by a kill; the complete file beside it is kept
-            stale.unlink()
-        log_path = out / "train_log.jsonl"
-        if resume and log_path.exists():  # steps logged after the checkpoint are redone: drop them
-            kept = [
-                line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= state.step
-            ]
-            write_atomic(log_path, "".join(f"{line}\n" for line in kept))
+        _prepare_out(out, config, resume, state.step)
     log = (out / "train_log.jsonl").open("a") if env.is_main else None
     wrapped: nn.Module = (
         DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
@@ -236,120 +298,166 @@ def _train(
         "persistent_workers": False,
     }
     writer = _writer(out, env)
-    autocast = (
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
         partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
         if loop.amp and env.device.type == "cuda"
         else contextlib.nullcontext
     )
-    total_steps = min(steps_per_epoch * loop.epochs, max_steps or math.inf)
-    bar = tqdm(
-        total=int(total_steps), initial=state.step, disable=not (progress and env.is_main), unit="step"
+    total_steps = int(min(steps_per_epoch * loop.epochs, max_steps or math.inf))
+    bar = tqdm(total=total_steps, initial=state.step, disable=not (progress and env.is_main), unit="step")
+    return _Run(
+        config=config,
+        out=out,
+        env=env,
+        model=model,
+        wrapped=wrapped,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_set=train_set,
+        val_set=val_set,
+        sampler=sampler,
+        loader_kwargs=loader_kwargs,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        autocast=autocast,
+        writer=writer,
+        log=log,
+        bar=bar,
+        state=state,
+        on_step=on_step,
     )
-    last_loss = float("nan")
-    try:
-        while state.epoch < loop.epochs and state.step < total_steps:
-            train_set.set_epoch(state.epoch)  # type: ignore[attr-defined]
-            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
-            model.train()
-            micro: list[float] = []
-            started = tick = time.perf_counter()
-            samples = 0
-            for batch in DataLoader(train_set, **loader_kwargs):
-                if state.batch_in_epoch >= steps_per_epoch * loop.accumulate:
-                    break  # the incomplete last step of an epoch is dropped
-                batch = move_to(batch, env.device)
-                final = (state.batch_in_epoch + 1) % loop.accumulate == 0
-                sync = contextlib.nullcontext() if final or env.world == 1 else wrapped.no_sync()  # type: ignore[operator]
-                with sync, autocast():
-                    output = wrapped(batch)
-                    (output.loss / loop.accumulate).backward()
-                micro.append(float(output.loss.detach()))
-                samples += len(batch.names)
-                state.batch_in_epoch += 1
-                if not final:
-                    continue
-                loss = all_mean(sum(micro) / len(micro), env)
-                micro = []
-                norm = _clip(model, config.optim.grad_clip)
-                if math.isfinite(loss) and math.isfinite(norm):
-                    optimizer.step()
-                else:
-                    state.skipped_steps += 1
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                now = time.perf_counter()
-                state.train_seconds += now - tick
-                tick = now
-                last_loss = loss
-                if config.schedule.unit == "step":
-                    scheduler.step()
-                elapsed = time.perf_counter() - started
-                rate = samples * env.world / max(elapsed, 1e-9)
-                bar.set_postfix(
-                    loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", samples_s=f"{rate:.2f}"
-                )
-                bar.update(1)
-                if on_step is not None:
-                    on_step(state.step, loss)
-                if log is not None:
-                    record = {
-                        "step": state.step,
-                        "epoch": state.epoch,
-                        "loss": loss,
-                        "grad_norm": norm,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "skipped": state.skipped_steps,
-                        "train_s": round(state.train_seconds, 2),
-                    }
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                if writer is not None and state.step % loop.log_every == 0:
-                    writer.add_scalar("train/loss", loss, state.step)
-                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state.step)
-                    writer.add_scalar("train/grad_norm", norm, state.step)
-                    writer.add_scalar("train/samples_per_s", rate, state.step)
-                    for name, value in output.terms.items():
-                        writer.add_scalar(f"loss/{name}", value, state.step)
-                if env.is_main and state.step % loop.checkpoint_every == 0:
-                    _save(out / LAST, config, model, optimizer, scheduler, state)
-                if state.step >= total_steps:
-                    break
-            epoch_done = state.batch_in_epoch >= steps_per_epoch * loop.accumulate
-            if epoch_done:
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                if config.schedule.unit == "epoch":
-                    scheduler.step()
-            # Validate on schedule, and once more when the step budget ends the run mid-epoch, so
-            # best.pt always reflects the final weights too.
-            validate = (epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)) or (
-                state.step >= total_steps
-            )
-            if validate and env.is_main:
-                if val_set is not None and len(val_set) > 0:
-                    report = evaluate_dataset(
-                        model.encoder3d,
-                        val_set,
-                        config.model,
-                        env.device,
-                        max_samples=loop.max_val_samples,
-                        progress=False,
-                    ).crop
-                    state.history.append({"epoch": state.epoch, "step": state.step, "miou": report.miou})
-                    if writer is not None:
-                        writer.add_scalar("val/miou", report.miou, state.step)
-                    if report.miou > state.best_miou:
-                        state.best_miou = report.miou
-                        _save(out / BEST, config, model, optimizer, scheduler, state)
-                _save(out / LAST, config, model, optimizer, scheduler, state)
-            env.barrier()
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        if log is not None:
-            log.close()
-    return TrainResult(state.step, state.epoch, last_loss, state.best_miou, state.skipped_steps, out)
+
+
+def _prepare_out(out: Path, config: TrainConfig, resume: bool, step: int) -> None:
+    """Write the config, drop the temporaries of a cut write, and on resume the log lines of the
+    steps that will be redone."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", config.to_yaml())
+    for stale in out.glob(".*.tmp"):  # a write cut by a kill; the complete file beside it is kept
+        stale.unlink()
+    log_path = out / "train_log.jsonl"
+    if resume and log_path.exists():  # steps logged after the checkpoint are redone: drop them
+        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        write_atomic(log_path, "".join(f"{line}\n" for line in kept))
+
+
+def _train_epoch(run: _Run) -> bool:
+    """Train the rest of the current epoch, or until the step budget ends; True when the epoch is done."""
+    config, state, env = run.config, run.state, run.env
+    loop = config.loop
+    batches_per_epoch = run.steps_per_epoch * loop.accumulate
+    run.train_set.set_epoch(state.epoch)
+    run.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
+    run.model.train()
+    now = time.perf_counter()
+    epoch = _Epoch(started=now, tick=now)
+    for batch in DataLoader(run.train_set, **run.loader_kwargs):
+        if state.batch_in_epoch >= batches_per_epoch:
+            break  # the incomplete last step of an epoch is dropped
+        batch = move_to(batch, env.device)
+        final = (state.batch_in_epoch + 1) % loop.accumulate == 0
+        sync = contextlib.nullcontext() if final or env.world == 1 else run.wrapped.no_sync()  # type: ignore[operator]
+        with sync, run.autocast():
+            output = run.wrapped(batch)
+            (output.loss / loop.accumulate).backward()
+        epoch.micro.append(float(output.loss.detach()))
+        epoch.samples += len(batch.names)
+        state.batch_in_epoch += 1
+        if not final:
+            continue
+        _log(run, _step(run, epoch, output.terms))
+        if env.is_main and state.step % loop.checkpoint_every == 0:
+            _save(run.out / LAST, config, run.model, run.optimizer, run.scheduler, state)
+        if state.step >= run.total_steps:
+            break
+    epoch_done = state.batch_in_epoch >= batches_per_epoch
+    if epoch_done:
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        if config.schedule.unit == "epoch":
+            run.scheduler.step()
+    return epoch_done
+
+
+def _step(run: _Run, epoch: _Epoch, terms: dict[str, Any]) -> _Step:
+    """The optimiser step after the last micro-batch of an accumulation: average the loss over
+    processes, clip, update unless the loss or norm is not finite, and advance the schedule."""
+    state = run.state
+    loss = all_mean(sum(epoch.micro) / len(epoch.micro), run.env)
+    epoch.micro = []
+    norm = _clip(run.model, run.config.optim.grad_clip)
+    if math.isfinite(loss) and math.isfinite(norm):
+        run.optimizer.step()
+    else:
+        state.skipped_steps += 1
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    now = time.perf_counter()
+    state.train_seconds += now - epoch.tick
+    epoch.tick = now
+    run.last_loss = loss
+    if run.config.schedule.unit == "step":
+        run.scheduler.step()
+    elapsed = time.perf_counter() - epoch.started
+    rate = epoch.samples * run.env.world / max(elapsed, 1e-9)
+    return _Step(loss=loss, norm=norm, rate=rate, terms=terms)
+
+
+def _log(run: _Run, step: _Step) -> None:
+    """Report a step: progress bar, ``on_step``, a ``train_log.jsonl`` line, tensorboard scalars."""
+    state = run.state
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.bar.set_postfix(loss=f"{step.loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{step.rate:.2f}")
+    run.bar.update(1)
+    if run.on_step is not None:
+        run.on_step(state.step, step.loss)
+    if run.log is not None:
+        record = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "loss": step.loss,
+            "grad_norm": step.norm,
+            "lr": lr,
+            "skipped": state.skipped_steps,
+            "train_s": round(state.train_seconds, 2),
+        }
+        run.log.write(json.dumps(record) + "\n")
+        run.log.flush()
+    if run.writer is not None and state.step % run.config.loop.log_every == 0:
+        run.writer.add_scalar("train/loss", step.loss, state.step)
+        run.writer.add_scalar("train/lr", lr, state.step)
+        run.writer.add_scalar("train/grad_norm", step.norm, state.step)
+        run.writer.add_scalar("train/samples_per_s", step.rate, state.step)
+        for name, value in step.terms.items():
+            run.writer.add_scalar(f"loss/{name}", value, state.step)
+
+
+def _validate_and_checkpoint(run: _Run, epoch_done: bool) -> None:
+    """Validate on schedule, and once more when the step budget ends the run mid-epoch, so best.pt
+    always reflects the final weights too; then write last.pt (and best.pt on a better mIoU)."""
+    config, state = run.config, run.state
+    loop = config.loop
+    validate = (epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)) or (
+        state.step >= run.total_steps
+    )
+    if not (validate and run.env.is_main):
+        return
+    if run.val_set is not None and len(run.val_set) > 0:
+        report = evaluate_dataset(
+            run.model.encoder3d,
+            run.val_set,
+            config.model,
+            run.env.device,
+            max_samples=loop.max_val_samples,
+            progress=False,
+        ).crop
+        state.history.append({"epoch": state.epoch, "step": state.step, "miou": report.miou})
+        if run.writer is not None:
+            run.writer.add_scalar("val/miou", report.miou, state.step)
+        if report.miou > state.best_miou:
+            state.best_miou = report.miou
+            _save(run.out / BEST, config, run.model, run.optimizer, run.scheduler, state)
+    _save(run.out / LAST, config, run.model, run.optimizer, run.scheduler, state)
 
 
 def _clip(model: nn.Module, max_norm: float | None) -> float:

@@ -1,6 +1,6 @@
 """Segmentation metrics: a confusion matrix over the training classes and the IoU it gives.
 
-The nuScenes-lidarseg rule (`architecture.md` §6): points labelled 0 (ignore) are left out; a
+The nuScenes-lidarseg rule (`docs/architecture.md` §6): points labelled 0 (ignore) are left out; a
 prediction of 0 counts as a miss for the true class but as nobody's false positive; IoU_c =
 TP / (TP + FP + FN) over classes 1…K; mIoU is the mean over the classes that occur in the labels or
 the predictions (a class absent from both has no IoU).

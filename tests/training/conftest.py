@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seg3d.testing import real_data_dir
+from seg3d.scans import real_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ CONFIG = {
     },
     "optim": {"lr": 0.05},
     "schedule": {"unit": "step", "t_max": 4},
-    "loop": {"epochs": 1, "batch_size": 4, "checkpoint_every": 100},
+    # 40 mini_train samples (8 scenes × 5 keyframes): batch 6 gives 6 steps, the last 4 samples dropped
+    "loop": {"epochs": 1, "batch_size": 6, "checkpoint_every": 100, "max_val_samples": 6},
 }
 
 
@@ -42,7 +43,7 @@ def run(synthetic_nuscenes: Path, tmp_path_factory) -> Path:
 def test_one_epoch_validates_and_writes_best(run: Path) -> None:
     best = load_checkpoint(run / "best.pt")
     state = best.training["state"]
-    assert state["epoch"] == 1 and state["step"] == 6  # 24 mini_train samples / batch 4
+    assert state["epoch"] == 1 and state["step"] == 6  # 40 mini_train samples // batch 6
     assert len(state["history"]) == 1 and 0 <= state["history"][0]["miou"] <= 1
 
 
@@ -52,7 +53,7 @@ def test_evaluate_prints_tables_and_writes_json_and_submission(
     figures, submission = tmp_path / "m.json", tmp_path / "submission"
     code = evaluate([
         "--checkpoint", str(run / "best.pt"), "--data-root", str(synthetic_nuscenes), "--split", "mini_val",
-        "--json", str(figures), "--submission", str(submission), "--tta", "2",
+        "--json", str(figures), "--submission", str(submission), "--tta", "2", "--max-samples", "6",
     ])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
@@ -63,7 +64,7 @@ def test_evaluate_prints_tables_and_writes_json_and_submission(
     meta = json.loads((submission / "mini_val" / "submission.json").read_text())["meta"]
     assert meta["use_lidar"] and not meta["use_camera"]
     files = sorted((submission / "lidarseg" / "mini_val").glob("*_lidarseg.bin"))
-    assert len(files) == 6  # 2 val scenes × 3 keyframes
+    assert len(files) == 6  # the first 6 of 2 val scenes × 5 keyframes (--max-samples 6)
     from nuscenes.nuscenes import NuScenes
 
     nusc = NuScenes(version="v1.0-mini", dataroot=str(synthetic_nuscenes), verbose=False)

@@ -1,6 +1,7 @@
 """The training loop end to end on a generated nuScenes-format dataset: kill -9 then --resume gives
 the run an uninterrupted one gives; torchrun with 2 processes (gloo) equals one process over the same
-global batch; a run folder is never overwritten by accident."""
+global batch; a run folder is never overwritten by accident. The first two need processes (a kill -9,
+torchrun); the last calls ``training.train``'s ``main`` in process."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 import yaml
 
 from seg3d.checkpoint import load_checkpoint
+from training.train import main as train_main
 
 pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
 
@@ -32,7 +34,14 @@ CONFIG = {
     },
     "optim": {"lr": 0.05},
     "schedule": {"unit": "step", "t_max": 10},
-    "loop": {"epochs": 50, "batch_size": 1, "accumulate": 2, "checkpoint_every": 1, "val_every": 1000},
+    "loop": {
+        "epochs": 50,
+        "batch_size": 1,
+        "accumulate": 2,
+        "checkpoint_every": 1,
+        "val_every": 1000,
+        "max_val_samples": 6,
+    },
 }
 
 
@@ -123,24 +132,29 @@ def test_two_processes_equal_one_over_the_same_global_batch(
 
 
 def test_an_existing_run_is_not_overwritten(
-    synthetic_nuscenes: Path, config_path: Path, tmp_path: Path
+    synthetic_nuscenes: Path, config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """In process: ``training.train``'s exit code and message are what is under test."""
     out = tmp_path / "run"
     out.mkdir()
     (out / "last.pt").write_bytes(b"x")
-    common = ["--config", str(config_path), "--data-root", str(synthetic_nuscenes), "--out", str(out)]
-    result = _train(common, stderr=subprocess.PIPE, text=True)
-    _, err = result.communicate(timeout=120)
-    assert result.returncode == 2 and "--resume" in err
-    missing = _train(
-        [*common[:4], "--out", str(tmp_path / "new"), "--resume"], stderr=subprocess.PIPE, text=True
+    common = ["--no-progress", "--config", str(config_path), "--data-root", str(synthetic_nuscenes)]
+    returncode = train_main([*common, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert returncode == 2 and "--resume" in err
+    returncode = train_main([*common, "--out", str(tmp_path / "new"), "--resume"])
+    err = capsys.readouterr().err
+    assert returncode == 2 and "no last.pt" in err
+    returncode = train_main(
+        [
+            "--no-progress",
+            "--config",
+            str(config_path),
+            "--data-root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "x"),
+        ]
     )
-    _, err = missing.communicate(timeout=120)
-    assert missing.returncode == 2 and "no last.pt" in err
-    not_nuscenes = _train(
-        ["--config", str(config_path), "--data-root", str(tmp_path), "--out", str(tmp_path / "x")],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _, err = not_nuscenes.communicate(timeout=120)
-    assert not_nuscenes.returncode == 2 and "v1.0-mini is missing" in err
+    err = capsys.readouterr().err
+    assert returncode == 2 and "v1.0-mini is missing" in err

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from seg3d.config import load_config
@@ -20,6 +21,7 @@ WIDTH = 16
 STEPS = 100
 
 
+@pytest.mark.slow
 def test_semantickitti_3d_overfits_the_real_scans(semantickitti_root: Path, tmp_path: Path) -> None:
     config = yaml.safe_load((TRAINING_CONFIG_DIR / "semantickitti_3d.yaml").read_text())
     model = load_config(config["model"]).model_dump(mode="json")

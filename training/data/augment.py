@@ -1,4 +1,4 @@
-"""The 2DPASS point dropout and 3D augmentations (`architecture.md` §1.3, steps 4 and 6), seedable.
+"""The 2DPASS point dropout and 3D augmentations (`docs/architecture.md` §1.3, steps 4 and 6), seedable.
 
 Applied after the crop, to the coordinates the network sees: yaw rotation θ ~ U[0°, 360°), a flip
 of x, y, both or neither, a scale s ~ U[0.95, 1.05] of x and y, and one translation per cloud with

@@ -16,7 +16,7 @@ __all__ = ["Batch", "ViewBatch", "collate"]
 
 @dataclass(frozen=True)
 class ViewBatch:
-    """The camera views of a batch (`architecture.md` §1.6), indices global to the batch.
+    """The camera views of a batch (`docs/architecture.md` §1.6), indices global to the batch.
 
     Attributes:
         images: ``(V, 3, H, W)`` float32.

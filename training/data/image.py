@@ -1,4 +1,4 @@
-"""Camera images for the 2D branch (`architecture.md` §1.3, step 9), in torch without torchvision.
+"""Camera images for the 2D branch (`docs/architecture.md` §1.3, step 9), in torch without torchvision.
 
 2DPASS resizes the 1600×900 nuScenes image to 400×240 (bilinear; the aspect ratio changes), jitters
 brightness, contrast and saturation by 0.4, scales to [0, 1], flips horizontally with p = 0.5 and

@@ -1,9 +1,9 @@
 """nuScenes-lidarseg through nuscenes-devkit: points, labels, one (or every) camera, 2D boxes.
 
-The pipeline of `architecture.md` §1.3–§1.5 and §5.2, per keyframe sample:
+The pipeline of `docs/architecture.md` §1.3–§1.5 and §5.2, per keyframe sample:
 
-1. LIDAR_TOP points (x, y, z, raw intensity) and the lidarseg labels, mapped 32 → 16 by category
-   *name* (ignore = 0);
+1. LIDAR_TOP points (x, y, z, intensity in the model's scale, read by `seg3d.points.read_points`)
+   and the lidarseg labels, mapped 32 → 16 by category *name* (ignore = 0);
 2. one camera picked at random (seedable) in 2DPASS's order, or all six;
 3. the crop (strict), then point dropout (training), which overwrites points by a copy of point 0;
 4. the projection of the *un-augmented* points into the camera(s) (depth > 0, strictly inside the
@@ -17,6 +17,8 @@ The devkit is used once, to build a light index of every sample (file paths, cal
 ``__getitem__`` reads files only, so DataLoader workers do not carry the devkit's tables. Splits are
 the devkit's own (``nuscenes.utils.splits``), by scene name, so the same code runs on the real
 dataset and on the synthetic one (`training.data.synthetic`), which uses real scene names.
+`NuScenesDataset` implements `training.data.protocol.TrainingDataset` (file points, labels and the
+submission file name of each sample).
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import Dataset
 
+from seg3d.classes import NUSCENES_RAW_CLASSES, nuscenes_train_id
 from seg3d.config import ModelConfig
-from seg3d.io import read_bin
-from seg3d.labels import NUSCENES_RAW_CLASSES, nuscenes_train_id
-from seg3d.pointcloud import check_points, to_model_intensity
+from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask
 from training.data.augment import Augment3D, PointDropout
 from training.data.image import ImageTransform, load_image
@@ -85,7 +86,6 @@ NUSCENES_TABLES = (
     "map",
 )
 
-NUSCENES_INTENSITY_MAX = 255.0
 SPLITS = ("train", "val", "test", "mini_train", "mini_val")
 
 
@@ -315,11 +315,28 @@ class NuScenesDataset(Dataset[LidarSample]):
         """Different camera choice and augmentation per epoch, still deterministic."""
         self.epoch = epoch
 
+    def _read_points(self, index: int) -> np.ndarray:
+        return read_points(
+            self.samples[index].lidar_path, PointFormat.NUSCENES, self.config.input.intensity_max
+        )
+
+    def file_points(self, index: int) -> np.ndarray:
+        """xyz ``(N, 3)`` of every point of sample ``index``'s LiDAR file; errors name the file."""
+        return self._read_points(index)[:, :3]
+
+    def submission_name(self, index: int) -> str:
+        """``<lidar token>_lidarseg.bin``: the sample's file in the nuScenes-lidarseg submission."""
+        return f"{self.samples[index].lidar_token}_lidarseg.bin"
+
     def read_labels(self, index: int, num_points: int) -> torch.Tensor:
         """Training ids ``(N,)`` of sample ``index``'s file points; errors name the files."""
         record = self.samples[index]
         path = record.lidarseg_path
-        assert path is not None
+        if path is None:
+            raise FileNotFoundError(
+                f"no lidarseg labels for {record.lidar_path}: the data set was opened unlabelled "
+                f"(split {self.options.split!r})"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"lidarseg label file not found: {path} (for {record.lidar_path})")
         raw = np.fromfile(path, dtype=np.uint8)
@@ -332,12 +349,9 @@ class NuScenesDataset(Dataset[LidarSample]):
     def __getitem__(self, index: int) -> LidarSample:
         record = self.samples[index]
         generator = torch.Generator().manual_seed(self.seed + self.epoch * len(self) + index)
-        raw = read_bin(record.lidar_path, 5)
-        points = check_points(torch.from_numpy(raw[:, :4].copy()))
-        points[:, 3] = to_model_intensity(
-            points[:, 3], NUSCENES_INTENSITY_MAX, self.config.input.intensity_max
-        )
-        labels = self.read_labels(index, raw.shape[0]) if self.labelled else None
+        points = torch.from_numpy(self._read_points(index))
+        num_file_points = int(points.shape[0])
+        labels = self.read_labels(index, num_file_points) if self.labelled else None
 
         # Draw the camera before the crop, as 2DPASS does, so the stream order is fixed.
         if self.options.cameras == "random":
@@ -360,7 +374,7 @@ class NuScenesDataset(Dataset[LidarSample]):
             points=points,
             labels=labels,
             indices=indices,
-            num_file_points=int(raw.shape[0]),
+            num_file_points=num_file_points,
             views=views,
         )
 

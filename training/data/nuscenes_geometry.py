@@ -1,6 +1,6 @@
 """nuScenes geometry: LiDAR points into a camera image, and 3D boxes into 2D boxes.
 
-`architecture.md` §1.4 and §1.5, from the nuScenes table records (quaternions are ``(w, x, y, z)``):
+`docs/architecture.md` §1.4 and §1.5, from the nuScenes table records (quaternions are ``(w, x, y, z)``):
 
 - a LiDAR point goes LiDAR → ego (LiDAR time) → global → ego (camera time) → camera, which also
   compensates the ego motion between the two timestamps; then ``K`` and a division by depth;
@@ -164,7 +164,7 @@ def box_to_2d(
 
 
 def assign_to_boxes(uv: np.ndarray, depth: np.ndarray, boxes: Sequence[Box2D]) -> np.ndarray:
-    """The box of each projected point, ``(N,)`` int64, -1 for none (`architecture.md` §5.2).
+    """The box of each projected point, ``(N,)`` int64, -1 for none (`docs/architecture.md` §5.2).
 
     A point belongs to a box when its pixel lies within the box's extent (bounds included). A
     point inside several boxes goes to the box whose centre depth is nearest to the point's depth;

@@ -4,8 +4,10 @@ Layout: ``<root>/sequences/<NN>/velodyne/<frame>.bin`` (4 float32: x, y, z, remi
 ``<root>/sequences/<NN>/labels/<frame>.label`` (uint32: semantic id in the low 16 bits, instance id
 in the high 16). Raw semantic ids are mapped to the 19 training classes + ignore (0) with the
 ``learning_map`` of the dataset's ``semantic-kitti.yaml`` (moving classes fold into their static
-ones); the splits come from the same file. Points are cropped to the model's range (strict, as
-2DPASS does for training and evaluation) and keep their row in the file.
+ones); the splits come from the same file. Scans are read by `seg3d.points.read_points` (remission
+converted to the model's intensity scale). Points are cropped to the model's range (strict, as
+2DPASS does for training and evaluation) and keep their row in the file. `SemanticKittiDataset`
+implements `training.data.protocol.TrainingDataset`.
 """
 
 from __future__ import annotations
@@ -19,15 +21,12 @@ import yaml
 from torch.utils.data import Dataset
 
 from seg3d.config import ModelConfig
-from seg3d.io import read_bin
-from seg3d.pointcloud import check_points, to_model_intensity
+from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask
 from training.data.augment import Augment3D
 from training.data.sample import LidarSample
 
 __all__ = ["SemanticKittiDataset", "SemanticKittiLabelMap"]
-
-REMISSION_MAX = 1.0
 
 
 @dataclass(frozen=True)
@@ -160,20 +159,39 @@ class SemanticKittiDataset(Dataset[LidarSample]):
         """Different augmentation per epoch, still deterministic."""
         self.epoch = epoch
 
+    def _read_points(self, index: int) -> np.ndarray:
+        return read_points(self.files[index][0], PointFormat.KITTI, self.config.input.intensity_max)
+
+    def file_points(self, index: int) -> np.ndarray:
+        """xyz ``(N, 3)`` of every point of scan ``index``'s file; errors name the file."""
+        return self._read_points(index)[:, :3]
+
+    def submission_name(self, index: int) -> str:
+        """``sequences/<NN>/predictions/<frame>.label``: the scan's file in the SemanticKITTI
+        submission layout."""
+        scan_path = self.files[index][0]
+        return f"sequences/{scan_path.parent.parent.name}/predictions/{scan_path.stem}.label"
+
+    def read_labels(self, index: int, num_points: int) -> torch.Tensor:
+        """Training ids ``(N,)`` int64 of scan ``index``'s file points, through the label map;
+        errors name the files."""
+        scan_path, label_path = self.files[index]
+        if label_path is None:
+            raise FileNotFoundError(f"no labels for {scan_path}: the data set was opened unlabelled")
+        if not label_path.is_file():
+            raise FileNotFoundError(f"label file missing for {scan_path}: {label_path}")
+        raw_labels = np.fromfile(label_path, dtype="<u4")
+        if raw_labels.shape[0] != num_points:
+            raise ValueError(
+                f"{label_path} has {raw_labels.shape[0]} labels for {num_points} points in {scan_path}"
+            )
+        return torch.from_numpy(self.label_map.to_train(raw_labels).astype(np.int64))
+
     def __getitem__(self, index: int) -> LidarSample:
         scan_path, label_path = self.files[index]
-        raw = read_bin(scan_path, 4)
-        points = check_points(torch.from_numpy(raw.copy()))
-        points[:, 3] = to_model_intensity(points[:, 3], REMISSION_MAX, self.config.input.intensity_max)
-        labels = None
-        if label_path is not None:
-            raw_labels = np.fromfile(label_path, dtype="<u4")
-            if raw_labels.shape[0] != points.shape[0]:
-                count = raw_labels.shape[0]
-                raise ValueError(
-                    f"{label_path} has {count} labels for {points.shape[0]} points in {scan_path}"
-                )
-            labels = torch.from_numpy(self.label_map.to_train(raw_labels).astype(np.int64))
+        points = torch.from_numpy(self._read_points(index))
+        num_file_points = int(points.shape[0])
+        labels = self.read_labels(index, num_file_points) if label_path is not None else None
         keep = crop_mask(points[:, :3], self.config.grid)
         indices = torch.nonzero(keep).flatten()
         points = points[keep]
@@ -185,5 +203,5 @@ class SemanticKittiDataset(Dataset[LidarSample]):
             points=points,
             labels=labels[keep] if labels is not None else None,
             indices=indices,
-            num_file_points=int(raw.shape[0]),
+            num_file_points=num_file_points,
         )

@@ -6,7 +6,7 @@ and the image maps, so both branches see exactly the same correspondence:
 - the *projected points* are the rows ``views.point_index`` of the batch (each in one view);
 - 3D scale ``i`` reads block ``i``'s voxel features ``V_i`` at its convolution resolution ``r_prev``
   (`seg3d.model.EncoderOutput.voxel_features`), gathered to points by ``voxels[r_prev].inverse``,
-  not detached (`architecture.md` §9 row 11);
+  not detached (`docs/architecture.md` §9 row 11);
 - 2D: the decoder map of the point's view at its integer pixel (nearest, no interpolation); 3D scale
   ``i`` pairs with image scale ``scale_list[i]`` clamped to 2..16, i.e. decoders 2, 4, 8, 16, 16, 16
   at the nuScenes configuration (§3).

@@ -1,6 +1,6 @@
 """The ``branch`` section of a training config: which mode, the LOB knobs and the loss weights.
 
-Weights follow `architecture.md` §4 / §5.2. The per-scale terms are given as 2DPASS's λ and divided
+Weights follow `docs/architecture.md` §4 / §5.2. The per-scale terms are given as 2DPASS's λ and divided
 by the number of 3D scales ``S`` (6 at the nuScenes configuration), so ``fused_weight = 1`` means
 1/6 per scale and ``kl_weight = 0.05`` means 0.05/6 per scale.
 """
@@ -8,13 +8,12 @@ by the number of 3D scales ``S`` (6 at the nuScenes configuration), so ``fused_w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BranchConfig", "Mode"]
+from seg3d.checkpoint import Mode
 
-Mode = Literal["3d", "2dpass", "2ddata"]
+__all__ = ["BranchConfig", "Mode"]
 
 
 class BranchConfig(BaseModel):

@@ -1,4 +1,4 @@
-"""The 2D image encoder of modes ``2dpass`` and ``2ddata`` (`architecture.md` §3).
+"""The 2D image encoder of modes ``2dpass`` and ``2ddata`` (`docs/architecture.md` §3).
 
 A ResNet-34 backbone with the 2DPASS stem (7×7 conv at stride 1, so ``layer1`` works at /2 instead of
 /4) and four decoders that bring ``layer1``..``layer4`` back to the input resolution with ``C``

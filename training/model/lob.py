@@ -1,4 +1,4 @@
-"""The 2DDATA Local Object Branch (LOB, `architecture.md` §5.2), mode ``2ddata``.
+"""The 2DDATA Local Object Branch (LOB, `docs/architecture.md` §5.2), mode ``2ddata``.
 
 Per 3D scale ``l``, over the *selected points* (projected points with a box, ``point_box >= 0``):
 

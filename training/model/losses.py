@@ -1,4 +1,4 @@
-"""Segmentation losses of every training term: cross-entropy + Lovász-softmax (`architecture.md` §4).
+"""Segmentation losses of every training term: cross-entropy + Lovász-softmax (`docs/architecture.md` §4).
 
 Lovász-softmax (Berman, Rannen Triki, Blaschko, CVPR 2018) is the Lovász extension of the Jaccard
 loss, evaluated at the vector of per-point errors. For one class ``c`` with ground truth

@@ -1,4 +1,6 @@
-"""2DPASS multi-scale fusion-to-single knowledge distillation (MSFSKD, `architecture.md` §4), mode ``2dpass``.
+"""2DPASS multi-scale fusion-to-single knowledge distillation (MSFSKD), mode ``2dpass``.
+
+Design: `docs/architecture.md` §4.
 
 Per 3D scale ``i``:
 

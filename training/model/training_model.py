@@ -1,4 +1,4 @@
-"""The training model of all three modes (`architecture.md` §5.3): one module, one loss.
+"""The training model of all three modes (`docs/architecture.md` §5.3): one module, one loss.
 
 `TrainingModel` owns
 

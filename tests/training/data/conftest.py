@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seg3d.testing import real_data_dir
+from seg3d.scans import real_data_dir
 
 #: The extract's tables come from v1.0-trainval (scenes 0523 and 0916, both in the val split), so
 #: the fixture names its table folder after that version: the devkit's splits then apply.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seg3d.testing import real_data_dir
+from seg3d.scans import real_data_dir
 from training.data.nuscenes_geometry import box_to_2d, lidar_to_camera, project_to_image
 
 pytestmark = pytest.mark.skipif(real_data_dir() is None, reason="real scans not found")

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from seg3d.config import load_config
 from seg3d.model import Encoder3D
-from seg3d.testing import real_data_dir
+from seg3d.scans import real_data_dir
 from training.data.augment import Augment3D
 from training.data.batch import collate
 from training.data.semantickitti import SemanticKittiDataset, SemanticKittiLabelMap

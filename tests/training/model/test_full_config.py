@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from seg3d.config import load_config
-from seg3d.testing import real_scans, synthetic_sweep
+from seg3d.scans import real_scans, synthetic_sweep
 from training.data.batch import collate
 from training.model import BranchConfig, build_training_model
 

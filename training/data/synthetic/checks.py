@@ -7,7 +7,7 @@ and through `training.data.nuscenes_geometry` (the projection the loader uses):
 - `sweep`: a keyframe's points and lidarseg labels;
 - `box_purity`: for each category, how many LiDAR points projected into its fully visible 2D boxes
   carry that category, a point inside several boxes going to the box whose centre depth is nearest
-  its own (architecture.md §1.5, §5.2).
+  its own (docs/architecture.md §1.5, §5.2).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 from training.data.nuscenes_geometry import box_to_2d, lidar_to_camera, project_to_image
 from training.data.synthetic.sensors import CAMERA_CHANNELS, IMAGE_SIZE
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 from training.data.synthetic.keyframe import KeyframeResult, KeyframeTask, make_keyframe
 from training.data.synthetic.maps import write_map_masks
 from training.data.synthetic.plan import GenerationError, ScenePlan, plan_scenes, scene_rng

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 from training.data.synthetic.lidar import sweep
 from training.data.synthetic.plan import ScenePlan, scene_rng
 from training.data.synthetic.render import CameraView, render_camera

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 LIDAR_CHANNEL = "LIDAR_TOP"
-#: The camera order of nuScenes and of 2DPASS's camera choice (architecture.md §1.3).
+#: The camera order of nuScenes and of 2DPASS's camera choice (docs/architecture.md §1.3).
 CAMERA_CHANNELS: tuple[str, ...] = (
     "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT",
 )  # fmt: skip

@@ -5,7 +5,7 @@ thirteen tables under ``<root>/<version>/`` plus ``lidarseg.json``. What the dev
 
 - every record has a 32-hex ``token``; ``map`` records carry ``log_tokens`` and a ``filename`` that
   must exist (the devkit makes a ``MapMask`` of it at load time; `maps.write_map_masks` writes them);
-- ``category`` has the 32 lidarseg classes with their official ``index`` (seg3d.labels);
+- ``category`` has the 32 lidarseg classes with their official ``index`` (seg3d.classes);
 - a ``lidarseg`` record's token *is* its LIDAR_TOP sample_data token (``nusc.get('lidarseg',
   lidar_token)``), its ``filename`` is ``lidarseg/<version>/<token>_lidarseg.bin`` relative to the root,
   and there must be exactly one ``.bin`` in that folder per record;
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 from training.data.synthetic.plan import ScenePlan
 from training.data.synthetic.sensors import CAMERA_CHANNELS, IMAGE_SIZE, LIDAR_CHANNEL, RIGS, yaw_quaternion
 from training.data.synthetic.world import World

@@ -28,7 +28,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 
 __all__ = [
     "CATEGORIES",
@@ -50,7 +50,7 @@ SHELL = 0.02
 
 
 def raw_index(name: str) -> int:
-    """Official lidarseg index of a category name (seg3d.labels.NUSCENES_RAW_CLASSES)."""
+    """Official lidarseg index of a category name (seg3d.classes.NUSCENES_RAW_CLASSES)."""
     return NUSCENES_RAW_CLASSES.index(name)
 
 
@@ -672,7 +672,7 @@ _ZONES = {
     "human.pedestrian.child": "sidewalk", "vehicle.bicycle": "curb", "vehicle.motorcycle": "curb",
     "movable_object.barrier": "curb", "movable_object.trafficcone": "parking",
 }  # fmt: skip
-#: The classes whose 2D boxes the Local Object Branch leans on most (architecture.md §5): placed in
+#: The classes whose 2D boxes the Local Object Branch leans on most (docs/architecture.md §5): placed in
 #: open view of the road.
 _IN_VIEW = ("vehicle.car", "vehicle.truck", "human.pedestrian.adult", "human.pedestrian.child",
             "vehicle.bicycle", "vehicle.motorcycle")  # fmt: skip

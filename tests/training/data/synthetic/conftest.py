@@ -1,4 +1,4 @@
-"""One default synthetic dataset (10 scenes × 5 keyframes, seed 0), generated once for all the tests here."""
+"""The synthetic generator's tests run on the session's one generated data set (`tests/conftest.py`)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from training.data.synthetic import GenerationReport, generate
+from tests.conftest import SYNTHETIC_SEED as SEED
+from tests.conftest import SYNTHETIC_VERSION as VERSION
+from training.data.synthetic import GenerationReport
 
-SEED = 0
-VERSION = "v1.0-mini"
+__all__ = ["SEED", "VERSION"]
 
 
 @pytest.fixture(scope="session")
-def synthetic(tmp_path_factory) -> tuple[Path, GenerationReport]:
-    """The default dataset, made with two workers (the command's default on the 2-core CI machine)."""
-    root = tmp_path_factory.mktemp("synthetic") / "nuscenes"
-    report = generate(root, scenes=10, samples_per_scene=5, seed=SEED, version=VERSION, workers=2)
-    return root, report
+def synthetic(synthetic_dataset: tuple[Path, GenerationReport]) -> tuple[Path, GenerationReport]:
+    """The default data set (10 scenes × 5 keyframes, seed 0, two workers) and its report."""
+    return synthetic_dataset
 
 
 @pytest.fixture(scope="session")

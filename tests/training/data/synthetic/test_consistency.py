@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 from tests.training.data.synthetic.conftest import SEED, VERSION
 from training.data.nuscenes_geometry import Pose, lidar_to_camera, project_to_image
 from training.data.synthetic.checks import CAMERAS, INTEREST_CATEGORIES, BoxPurity, box_purity, project, sweep

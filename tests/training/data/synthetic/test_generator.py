@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seg3d.labels import NUSCENES_RAW_CLASSES, NUSCENES_TRAIN_CLASSES, nuscenes_train_id
+from seg3d.classes import NUSCENES_RAW_CLASSES, NUSCENES_TRAIN_CLASSES, nuscenes_train_id
 from tests.training.data.synthetic.conftest import VERSION
 from training.data.synthetic.checks import CAMERAS, sweep
 from training.data.synthetic.world import CATEGORIES

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from seg3d.labels import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_RAW_CLASSES
 from training.data.synthetic.plan import plan_scenes
 from training.data.synthetic.tables import (
     ATTRIBUTES,
