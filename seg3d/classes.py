@@ -22,6 +22,7 @@ from typing import Literal
 
 __all__ = [
     "CLASS_TABLES",
+    "NUSCENES_INTEREST_CATEGORIES",
     "NUSCENES_LIDARSEG",
     "NUSCENES_RAW_CLASSES",
     "NUSCENES_RAW_TO_TRAIN",
@@ -142,3 +143,15 @@ NUSCENES_RAW_TO_TRAIN: dict[str, str] = {
 def nuscenes_train_id(raw_name: str) -> int:
     """Training id of a raw lidarseg / box category name (0 = ignore)."""
     return NUSCENES_TRAIN_CLASSES.index(NUSCENES_RAW_TO_TRAIN.get(raw_name, "ignore"))
+
+
+#: The 2DDATA paper's interest classes: the raw categories whose 2D boxes the Local Object Branch
+#: works on (the loader's default ``interest_classes``, the synthetic data set's purity checks).
+NUSCENES_INTEREST_CATEGORIES: tuple[str, ...] = (
+    "human.pedestrian.adult",
+    "human.pedestrian.child",
+    "vehicle.bicycle",
+    "vehicle.car",
+    "vehicle.truck",
+    "vehicle.motorcycle",
+)

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import Dataset
 
-from seg3d.classes import NUSCENES_RAW_CLASSES, nuscenes_train_id
+from seg3d.classes import NUSCENES_INTEREST_CATEGORIES, NUSCENES_RAW_CLASSES, nuscenes_train_id
 from seg3d.config import ModelConfig
 from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask
@@ -59,15 +59,8 @@ __all__ = [
 #: The six cameras in 2DPASS's order (a random pick draws an index into this tuple).
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 
-#: The 2DDATA paper's interest classes: the box categories the Local Object Branch works on.
-INTEREST_CLASSES = (
-    "human.pedestrian.adult",
-    "human.pedestrian.child",
-    "vehicle.bicycle",
-    "vehicle.car",
-    "vehicle.truck",
-    "vehicle.motorcycle",
-)
+#: The 2DDATA paper's interest classes (`seg3d.classes`): the Local Object Branch's box categories.
+INTEREST_CLASSES = NUSCENES_INTEREST_CATEGORIES
 
 #: Every table ``nuscenes.NuScenes`` loads; lidarseg adds ``lidarseg.json``.
 NUSCENES_TABLES = (

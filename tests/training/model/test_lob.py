@@ -100,4 +100,4 @@ def test_branch_parameter_counts_at_the_full_config() -> None:
     seg2d = 4 * 256 * 128 + 128 + 128 * 17 + 17
     assert sum(p.numel() for p in lob.parameters()) == 6 * (331_025 + aux) + seg2d == 2_330_077
     msfskd = MSFSKD(channels=256, num_scales=6, head_hidden=128, num_classes=17)
-    assert sum(p.numel() for p in msfskd.parameters()) == 2_197_469  # architecture.md §4
+    assert sum(p.numel() for p in msfskd.parameters()) == 2_197_469  # docs/architecture.md §4

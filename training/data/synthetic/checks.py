@@ -18,18 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seg3d.classes import NUSCENES_RAW_CLASSES
+from seg3d.classes import NUSCENES_INTEREST_CATEGORIES, NUSCENES_RAW_CLASSES
 from training.data.nuscenes_geometry import box_to_2d, lidar_to_camera, project_to_image
 from training.data.synthetic.sensors import CAMERA_CHANNELS, IMAGE_SIZE
 
 __all__ = ["CAMERAS", "IMAGE_SIZE", "INTEREST_CATEGORIES", "BoxPurity", "box_purity", "project", "sweep"]
 
 CAMERAS = CAMERA_CHANNELS
-#: The classes whose 2D boxes the Local Object Branch leans on most.
-INTEREST_CATEGORIES = (
-    "human.pedestrian.adult", "human.pedestrian.child", "vehicle.bicycle", "vehicle.car", "vehicle.truck",
-    "vehicle.motorcycle",
-)  # fmt: skip
+#: The classes whose 2D boxes the Local Object Branch leans on most (`seg3d.classes`).
+INTEREST_CATEGORIES = NUSCENES_INTEREST_CATEGORIES
 
 
 def sweep(nusc: object, lidar_token: str) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +34,8 @@ def sweep(nusc: object, lidar_token: str) -> tuple[np.ndarray, np.ndarray]:
     paths the devkit resolves (``get_sample_data_path``, the lidarseg record's ``filename``)."""
     from nuscenes.utils.data_io import load_bin_file
 
+    # The raw file with all five columns (the ring too): these checks inspect what the generator
+    # wrote. Model inputs are read with `seg3d.points.read_points`, which keeps x, y, z, intensity.
     points = np.fromfile(nusc.get_sample_data_path(lidar_token), dtype="<f4").reshape(-1, 5)
     labels = load_bin_file(os.path.join(nusc.dataroot, nusc.get("lidarseg", lidar_token)["filename"]))
     return points, labels

@@ -1,6 +1,6 @@
 """Boxes, LiDAR labels and camera images of the synthetic dataset agree, through the devkit's records.
 
-What the 2DDATA Local Object Branch needs from the data (architecture.md §1.5, §5.2): fully visible
+What the 2DDATA Local Object Branch needs from the data (docs/architecture.md §1.5, §5.2): fully visible
 2D boxes of every object class, LiDAR points in them that belong to the object, and images that
 show, where a LiDAR point projects (ego motion compensated), the surface that returned it.
 """
