@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -13,6 +14,11 @@ def _compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR:-default}``: the variable when set and non-empty, else the default."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), value)
+
+
 def test_both_services_with_ready_healthchecks() -> None:
     services = _compose()["services"]
     assert set(services) == {"gpu", "cpu"}
@@ -21,7 +27,8 @@ def test_both_services_with_ready_healthchecks() -> None:
         check = service["healthcheck"]
         assert any("/v2/health/ready" in part for part in check["test"])
         assert check["start_period"].endswith("s") and int(check["start_period"][:-1]) >= 60
-        assert service["environment"]["SEG_MODEL"] == "/models/demo"
+        assert _interpolate(service["environment"]["SEG_MODEL"], {}) == "/models/demo"
+        assert _interpolate(service["environment"]["SEG_MODEL"], {"MODEL": "mine"}) == "/models/mine"
         dockerfile = ROOT / service["build"]["dockerfile"]
         assert dockerfile.is_file(), dockerfile
 
@@ -42,3 +49,11 @@ def test_cpu_service_has_no_gpu_reservation() -> None:
     cpu = _compose()["services"]["cpu"]
     assert "deploy" not in cpu and cpu["environment"]["SEG_BACKEND"] == "onnxruntime"
     assert "download.pytorch.org/whl/cpu" in (ROOT / cpu["build"]["dockerfile"]).read_text()
+
+
+def test_the_build_context_leaves_out_what_is_large_or_local() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()}
+    assert {".venv", "runs", "exports", ".git"} <= ignored
+    for dockerfile in ("Dockerfile.cpu", "Dockerfile.gpu"):
+        copied = re.findall(r"^COPY (?!docker/)(\S+)", (ROOT / "docker" / dockerfile).read_text(), re.M)
+        assert copied and not set(copied) & ignored, (dockerfile, copied)
