@@ -1,7 +1,7 @@
 """``python -m seg3d``: inspect configs and check an install end to end.
 
 python -m seg3d describe --config nuscenes_full
-python -m seg3d smoke [--config tiny] [--scan FILE.bin --format nuscenes|kitti|xyzi]
+python -m seg3d smoke [--config tiny] [--scan FILE.bin --format nuscenes|kitti|xyzi|xyz]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from seg3d.config import ModelConfig, bundled_configs, load_config
+from seg3d.helptext import plain
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask, prepare_inputs
@@ -92,7 +93,9 @@ def smoke(config: ModelConfig, scan: Path | None, fmt: PointFormat) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m seg3d", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m seg3d",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     configs = ", ".join(bundled_configs())

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from seg3d.helptext import plain
 from seg3d.io import write_atomic
 from training.runs import read_train_log, run_command, train_and_evaluate
 
@@ -27,7 +28,9 @@ DEFAULTS = {"scenes": 40, "samples_per_scene": 5, "seed": 0, "max_steps": 600}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.demo", description=plain(__doc__, first_paragraph=True)
+    )
     parser.add_argument(
         "--work", type=Path, default=ROOT / "runs", help="dataset and run folder (default runs/)"
     )

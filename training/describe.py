@@ -13,6 +13,7 @@ import json
 import sys
 
 from seg3d.checkpoint import MODES, Mode
+from seg3d.helptext import plain
 from training.config import TRAINING_CONFIG_DIR, load_train_config
 from training.model import build_training_model, parameter_counts
 
@@ -30,7 +31,9 @@ BRANCH_NAMES: dict[Mode, str] = {
 
 def main(argv: list[str] | None = None) -> int:
     bundled = ", ".join(sorted(p.stem for p in TRAINING_CONFIG_DIR.glob("*.yaml")))
-    parser = argparse.ArgumentParser(prog="python -m training.describe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.describe", description=plain(__doc__, first_paragraph=True)
+    )
     parser.add_argument(
         "--config", required=True, help=f"training config: YAML path or bundled name ({bundled})"
     )

@@ -23,6 +23,7 @@ import numpy as np
 
 from seg3d.checkpoint import CheckpointError, load_checkpoint, load_encoder
 from seg3d.classes import nuscenes_train_id
+from seg3d.helptext import plain
 from seg3d.io import write_atomic
 from training.config import TrainConfig
 from training.data.protocol import EvaluationDataset
@@ -42,12 +43,19 @@ def interest_groups(config: TrainConfig) -> dict[str, list[str]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description=plain(__doc__, first_paragraph=True)
+    )
     parser.add_argument(
         "--checkpoint", required=True, type=Path, help="a training checkpoint (last.pt or best.pt)"
     )
     parser.add_argument("--data-root", required=True, type=Path, help="data set root")
-    parser.add_argument("--split", default="val", help="devkit split (nuScenes) or train/val (SemanticKITTI)")
+    parser.add_argument(
+        "--split",
+        default="val",
+        help="devkit split (nuScenes: train, val, test, mini_train, mini_val) or train/val "
+        "(SemanticKITTI); default: val",
+    )
     parser.add_argument(
         "--tta", type=int, default=1, help="test-time votes (random yaw + translation), default 1"
     )

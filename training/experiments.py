@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 
 from seg3d.checkpoint import MODES
+from seg3d.helptext import plain
 from seg3d.io import write_atomic
 from seg3d.sysinfo import machine_info
 from training.config import TrainConfig, load_train_config
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.experiments", description=__doc__.split("\n\n")[0]
+        prog="python -m training.experiments", description=plain(__doc__, first_paragraph=True)
     )
     parser.add_argument(
         "--config", default="demo", help="training config whose mode is varied (default demo)"

@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seg3d.helptext import plain
 from training.config import TRAINING_CONFIG_DIR, load_train_config
 
 __all__ = ["main"]
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     bundled = ", ".join(sorted(p.stem for p in TRAINING_CONFIG_DIR.glob("*.yaml")))
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=plain(__doc__, first_paragraph=True),
         epilog="Checkpoints: OUT/last.pt (every loop.checkpoint_every steps, each validation, the end) and "
         "OUT/best.pt (best validation mIoU); both load with export/to_trt.py --checkpoint. "
         "TensorBoard logs: OUT/tensorboard.",

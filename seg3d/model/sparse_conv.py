@@ -20,6 +20,7 @@ that knows it, and a unit test pins it against spconv.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +55,16 @@ WEIGHT_LAYOUT = "KRSC: (C_out, k_z, k_y, k_x, C_in), spconv>=2.2"
 #: Upper bound on elements of one gathered ``(rows, 27·C_in)`` block; larger inputs are processed in
 #: row chunks so that memory stays bounded. ``None`` disables chunking (ONNX export wants one Gather).
 GATHER_CHUNK_ELEMENTS: int | None = 1 << 24
+
+
+def _not_spconvs_fx_probe(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("is_fx_tracing will return true")
+
+
+# spconv 2.3 asks torch.fx.is_fx_tracing() in every convolution, and torch 2.13 answers with a
+# deprecation warning meant for spconv's authors; it would open every serve, export and smoke run.
+# Only that one message is dropped.
+logging.getLogger("torch.fx._symbolic_trace").addFilter(_not_spconvs_fx_probe)
 
 
 def spconv_available() -> bool:

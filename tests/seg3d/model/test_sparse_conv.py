@@ -105,3 +105,16 @@ def test_present_taps_equal_the_dense_gather_and_spconv(bias: bool) -> None:
         dense = gather_conv(x, table, reference.weight, b)
     torch.testing.assert_close(fast, expected.features, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_spconvs_fx_probe_warning_is_silenced_and_nothing_else(caplog: pytest.LogCaptureFixture) -> None:
+    """torch warns once when spconv calls is_fx_tracing(); seg3d drops that one message only."""
+    import logging
+
+    import seg3d.model.sparse_conv  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("torch.fx._symbolic_trace")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("is_fx_tracing will return true for both fx.symbolic_trace and torch.export.")
+        logger.warning("another torch.fx warning")
+    assert [r.getMessage() for r in caplog.records] == ["another torch.fx warning"]
