@@ -10,6 +10,10 @@ and nowhere else:
 3. check the result: every ``x, y, z, intensity`` finite, including values that were finite in the
    file but overflow float32 on conversion (a KITTI reflectance of 1e38 times 255).
 
+A format without an intensity column (``xyz``) gives every point intensity 0, the bottom of every
+model's scale; such a model then segments by geometry alone, which a model trained with intensity
+does less well.
+
 A failure raises `PointsError`, whose ``code`` is stable and machine-readable (the service answers it
 as a 422/413) and whose message names the file or body.
 """
@@ -40,8 +44,9 @@ ArrayT = TypeVar("ArrayT", torch.Tensor, npt.NDArray[np.float32])
 @dataclass(frozen=True)
 class _Layout:
     columns: int
-    intensity_max: float | None  # None: already in the model's scale
+    intensity_max: float | None  # None: already in the model's scale, or no intensity at all
     description: str
+    has_intensity: bool = True
 
 
 class PointFormat(str, Enum):
@@ -50,6 +55,7 @@ class PointFormat(str, Enum):
     NUSCENES = "nuscenes"
     KITTI = "kitti"
     XYZI = "xyzi"
+    XYZ = "xyz"
 
     def __str__(self) -> str:  # the name users type (argparse choices, messages)
         return self.value
@@ -68,11 +74,19 @@ class PointFormat(str, Enum):
     def description(self) -> str:
         return _LAYOUTS[self].description
 
+    @property
+    def has_intensity(self) -> bool:
+        """False for clouds without an intensity column: the model then reads intensity 0."""
+        return _LAYOUTS[self].has_intensity
+
 
 _LAYOUTS: dict[PointFormat, _Layout] = {
     PointFormat.NUSCENES: _Layout(5, 255.0, "5 float32: x, y, z, intensity 0-255, ring"),
     PointFormat.KITTI: _Layout(4, 1.0, "4 float32: x, y, z, reflectance 0-1"),
     PointFormat.XYZI: _Layout(4, None, "4 float32: x, y, z, intensity in the model's own scale"),
+    PointFormat.XYZ: _Layout(
+        3, None, "3 float32: x, y, z, no intensity (the model reads intensity 0 for every point)", False
+    ),
 }
 
 
@@ -171,7 +185,8 @@ def decode_points(
     count = values.size // fmt.columns
     if max_points is not None and count > max_points:
         raise PointsError("too_many_points", f"{source}: {count} points exceed the limit of {max_points}")
-    points = values.reshape(count, fmt.columns)[:, :4].astype(np.float32)  # a copy: writable, native
+    points = np.zeros((count, 4), dtype=np.float32)  # x, y, z, intensity: writable, native order
+    points[:, : min(fmt.columns, 4)] = values.reshape(count, fmt.columns)[:, :4]
     bad = _non_finite_rows(points)
     if bad.size:
         raise PointsError("non_finite", f"{source}: {_describe_rows(bad, count, 'contain NaN or Inf')}")

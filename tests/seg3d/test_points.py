@@ -41,6 +41,7 @@ def test_formats_are_one_table() -> None:
         ("nuscenes", 5, 255.0),
         ("kitti", 4, 1.0),
         ("xyzi", 4, None),
+        ("xyz", 3, None),
     ]
     assert str(PointFormat.KITTI) == "kitti" and PointFormat("nuscenes") is PointFormat.NUSCENES
 
@@ -108,3 +109,14 @@ def test_too_many_points_is_refused_before_decoding() -> None:
         decode_points(body, "kitti", 255.0, max_points=10)
     assert caught.value.code == "too_many_points"
     assert decode_points(body, "kitti", 255.0, max_points=11).shape == (11, 4)
+
+
+def test_xyz_clouds_read_intensity_zero(tmp_path) -> None:
+    """Three columns are one point each, never misread as 3/4 of a four-column record."""
+    cloud = np.arange(12, dtype="<f4").reshape(4, 3)
+    points = decode_points(cloud.tobytes(), PointFormat.XYZ, 255.0)
+    assert points.shape == (4, 4)
+    np.testing.assert_array_equal(points[:, :3], cloud)
+    assert not points[:, 3].any() and not PointFormat.XYZ.has_intensity
+    with pytest.raises(PointsError, match="not a multiple of 12"):
+        decode_points(cloud.tobytes()[:-4], "xyz", 255.0)
