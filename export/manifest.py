@@ -87,7 +87,7 @@ def _file_formats(config: ModelConfig) -> dict[str, FileFormatInfo]:
         fmt.value: FileFormatInfo(
             columns=fmt.columns,
             layout=fmt.description,
-            intensity_max=fmt.intensity_max or config.input.intensity_max,
+            intensity_max=(fmt.intensity_max or config.input.intensity_max) if fmt.has_intensity else None,
         )
         for fmt in PointFormat
     }
@@ -117,13 +117,18 @@ def build_manifest(
     engine: EngineInfo | None,
     source: str,
     checkpoint_sha256: str | None,
+    name: str | None = None,
 ) -> ExportManifest:
-    """The manifest of one export; ``files`` records every artifact written beside it."""
+    """The manifest of one export; ``files`` records every artifact written beside it.
+
+    ``name`` is the model's own name (``model.name``, what the service answers to); the config's name
+    when not given.
+    """
     grid = config.grid
     return ExportManifest(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         model=ModelInfo(
-            name=config.name,
+            name=name or config.name,
             mode=mode,
             random_init=random_init,
             source=source,

@@ -1,22 +1,33 @@
 """Export the 3D encoder alone: plugin-free ONNX graph, manifest, and a TensorRT engine on GPU hosts.
 
-    python export/to_trt.py --checkpoint runs/demo/best.pt --out models/demo
+    python export/to_trt.py --checkpoint runs/demo/best.pt --out exports/mymodel
     python export/to_trt.py --config nuscenes_full --random-init --out /tmp/full --precision fp16
-    python export/to_trt.py --onnx models/demo/model.onnx        # build the engine later, on a GPU host
+    python export/to_trt.py --checkpoint best.pt --out exports/v2 --parity-scans a.pcd.bin b.pcd.bin
+    python export/to_trt.py --onnx exports/mymodel/model.onnx   # build the engine later, on a GPU host
 
-Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder → fold
-BatchNorm → write the graph with dynamic point/voxel/table dims → `onnx.checker` and the TensorRT
-operator allowlist (export/trt_allowlist.yaml) → ONNX Runtime parity against the spconv PyTorch
-reference on the real scans in ../shared/data/real → model.engine when TensorRT and a GPU are
-present → manifest.json. Files are staged and moved into --out only when every step succeeded.
-Exit codes: 0 done, 2 bad input (missing/corrupt checkpoint, mismatched config, unwritable --out),
-3 a check failed (allowlist, parity below threshold, engine build).
+Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder -> fold
+BatchNorm -> write the graph with dynamic point/voxel/table dims -> ONNX checker and the TensorRT
+operator allowlist (export/trt_allowlist.yaml) -> ONNX Runtime parity against the spconv PyTorch
+reference -> model.engine when TensorRT and a GPU are present -> manifest.json. Files are staged and
+moved into --out only when every step succeeded; a non-empty --out is refused unless --overwrite.
+
+Parity runs on the scans of --parity-scans; without them on the real scans of $SEG3D_REAL_DATA or
+../shared/data/real; when there are none, on synthetic sweeps. The manifest records which (parity.source).
+A skipped check (--skip-parity, or spconv not installed) prints a WARNING on stderr; --strict fails it.
+
+The model's name (manifest model.name, the service's /v2/models/NAME) is --name, else the --out
+folder's name.
+
+Exit codes: 0 done, 2 bad input (missing/corrupt checkpoint, mismatched config, bad --name or
+--parity-scans, unwritable or non-empty --out), 3 a check failed (allowlist, parity below threshold,
+parity skipped with --strict, engine build).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -54,10 +65,16 @@ from seg3d.manifest import (
 )
 from seg3d.model import Encoder3D, spconv_available
 from seg3d.model.folding import fold_state_dict
-from seg3d.scans import real_scans, synthetic_sweep
+from seg3d.points import PointFormat, read_points
+from seg3d.preprocess import crop_mask
+from seg3d.scans import RealScan, real_data_dir, real_scans, synthetic_sweep
 
 #: Minimum argmax agreement with the spconv reference, per precision.
 PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
+#: A model name is one URL path segment (/v2/models/NAME), as the service requires.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+#: Seeds of the synthetic sweeps parity falls back to when no real scan is at hand.
+SYNTHETIC_PARITY_SEEDS = (0, 1, 2)
 
 
 class CheckFailed(RuntimeError):
@@ -81,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="output folder (created); required unless --onnx")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the export in --out if it exists and is not empty (else refused)",
+    )
+    p.add_argument(
+        "--name",
+        help="the model's name in its manifest and the service's URLs (/v2/models/NAME): 1 to 64 "
+        "letters, digits, '-', '_' or '.' (default: the --out folder's name)",
+    )
+    p.add_argument(
         "--precision",
         choices=["fp32", "fp16"],
         default="fp32",
@@ -92,7 +119,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-points", type=int, default=300_000, help="engine profile max points (default 300k)")
     p.add_argument("--opt-points", type=int, default=35_000, help="engine profile opt points (default 35k)")
     p.add_argument("--min-points", type=int, default=1_000, help="engine profile min points (default 1k)")
-    p.add_argument("--skip-parity", action="store_true", help="do not run the ONNX Runtime vs spconv check")
+    p.add_argument(
+        "--skip-parity", action="store_true", help="do not run the ONNX Runtime vs spconv check (warns)"
+    )
+    p.add_argument(
+        "--parity-scans",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="point files to run the parity check on (default: the real scans of $SEG3D_REAL_DATA or "
+        "../shared/data/real, else synthetic sweeps)",
+    )
+    p.add_argument(
+        "--parity-format",
+        choices=[f.value for f in PointFormat],
+        default=PointFormat.NUSCENES.value,
+        help="format of the --parity-scans files (default nuscenes)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="fail (exit 3) when the parity check would be skipped"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init weights (default 0)")
     p.add_argument("--workspace-gib", type=float, default=8.0, help="TensorRT builder workspace (default 8)")
     return p
@@ -119,15 +165,70 @@ def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, Mode,
     return model, config, checkpoint.mode, f"checkpoint {args.checkpoint.name}", file_sha256(args.checkpoint)
 
 
-def _check_parity(
-    model: Encoder3D, config: ModelConfig, onnx_bytes: bytes, precision: Precision
-) -> ParityReport:
+def _model_name(args: argparse.Namespace) -> str:
+    """--name, else the --out folder's name; one URL path segment."""
+    name: str = args.name if args.name is not None else Path(args.out).resolve().name
+    if not re.fullmatch(MODEL_NAME_PATTERN, name) or name in (".", ".."):
+        given = "--name" if args.name is not None else "the --out folder's name (default of --name)"
+        raise ValueError(
+            f"{given} {name!r} is not a valid model name: 1 to 64 letters, digits, '-', '_' or '.' "
+            "(not '.' or '..'); it becomes the URL path segment /v2/models/NAME"
+            + ("" if args.name is not None else "; pass --name")
+        )
+    return name
+
+
+def _parity_skip_reason(args: argparse.Namespace) -> str | None:
+    if args.skip_parity:
+        return "--skip-parity"
     if not spconv_available():
-        return ParityReport(status="skipped", reason="spconv is not installed")
-    scans = real_scans(("nuscenes", "kitti"), config.input.intensity_max)
-    if not scans:
-        reason = "no real scans found (../shared/data/real or $SEG3D_REAL_DATA)"
-        return ParityReport(status="skipped", reason=reason)
+        return "spconv is not installed"
+    return None
+
+
+def _user_scans(paths: list[Path], fmt: str, config: ModelConfig) -> list[RealScan]:
+    """The --parity-scans clouds, in the model's intensity scale; each must have points in the crop."""
+    scans = []
+    for path in paths:
+        points = torch.from_numpy(read_points(path, fmt, config.input.intensity_max))
+        if not bool(crop_mask(points[:, :3], config.grid).any()):
+            raise ValueError(f"--parity-scans {path}: no point inside the model's crop range")
+        scans.append(RealScan(f"{fmt}/{path.name}", fmt, path, points))
+    return scans
+
+
+def _parity_scans(user: list[RealScan] | None, config: ModelConfig) -> tuple[list[RealScan], str]:
+    """The clouds parity runs on and their source: the user's, the real scans, else synthetic."""
+    if user:
+        return user, "user"
+    real = real_scans(("nuscenes", "kitti"), config.input.intensity_max)
+    if real:
+        print(f"parity on the real scans of {real_data_dir()}")
+        return real, "real"
+    print(
+        "parity on synthetic sweeps: no real scans found ($SEG3D_REAL_DATA or ../shared/data/real); "
+        "pass --parity-scans FILE ... to check on your own"
+    )
+    synthetic = [
+        RealScan(
+            f"synthetic/seed{seed}",
+            "synthetic",
+            Path(f"synthetic-seed{seed}"),
+            synthetic_sweep(seed=seed, intensity_max=config.input.intensity_max),
+        )
+        for seed in SYNTHETIC_PARITY_SEEDS
+    ]
+    return synthetic, "synthetic"
+
+
+def _check_parity(
+    model: Encoder3D,
+    config: ModelConfig,
+    onnx_bytes: bytes,
+    precision: Precision,
+    user: list[RealScan] | None = None,
+) -> ParityReport:
+    scans, source = _parity_scans(user, config)
     reference = Encoder3D(config, "spconv")
     reference.load_state_dict(model.state_dict())
     results = run_parity(ort_session(onnx_bytes), reference.eval(), config, scans)
@@ -137,9 +238,10 @@ def _check_parity(
         agreement, diff = r.argmax_agreement, r.max_abs_diff
         print(f"  {r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
     if worst < threshold:
-        raise CheckFailed(f"parity {worst:.4%} below {threshold:.1%} for {precision}")
+        raise CheckFailed(f"parity {worst:.4%} below {threshold:.1%} for {precision} ({source} scans)")
     return ParityReport(
         status="passed",
+        source=source,
         reference="spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
         runtime="onnxruntime CPUExecutionProvider",
         precision=precision,
@@ -167,7 +269,9 @@ def _engine(
     return build_engine(onnx_path, engine_path, shapes, cache, points, int(args.workspace_gib * (1 << 30)))
 
 
-def _check_out_dir(out: Path) -> None:
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace its export")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
@@ -179,9 +283,24 @@ def _check_out_dir(out: Path) -> None:
 def export(args: argparse.Namespace) -> Path:
     if args.out is None:
         raise ValueError("--out is required")
-    _check_out_dir(args.out)
+    if args.parity_scans and args.skip_parity:
+        raise ValueError("--parity-scans and --skip-parity contradict each other: pass one")
+    name = _model_name(args)
+    skip_reason = _parity_skip_reason(args)
+    if skip_reason is not None:
+        print(f"WARNING: parity check skipped: {skip_reason}", file=sys.stderr)
+        if args.strict:
+            raise CheckFailed(f"parity check skipped ({skip_reason}) and --strict: nothing exported")
+    if skip_reason is None and not args.parity_scans:
+        real_data_dir()  # a mistyped $SEG3D_REAL_DATA fails now, not after the graph is built
+    _check_out_dir(args.out, args.overwrite)
     model, config, mode, source, checkpoint_sha256 = _load_model(args)
-    print(f"exporting {config.name} ({mode}, {source}) as {args.precision}")
+    user_scans = (
+        _user_scans(args.parity_scans, args.parity_format, config)
+        if args.parity_scans and skip_reason is None
+        else None
+    )
+    print(f"exporting {name}: {config.name} ({mode}, {source}) as {args.precision}")
     folded = fold_state_dict(model.state_dict(), model)
     graph = build_encoder_graph(folded, config, args.precision)
     onnx.checker.check_model(graph, full_check=True)
@@ -203,9 +322,9 @@ def export(args: argparse.Namespace) -> Path:
         )
         print(f"wrote graph: {len(graph.graph.node)} nodes, ops {', '.join(op_types)}")
         parity = (
-            ParityReport(status="skipped", reason="--skip-parity")
-            if args.skip_parity
-            else _check_parity(model, config, onnx_bytes, args.precision)
+            ParityReport(status="skipped", reason=skip_reason)
+            if skip_reason is not None
+            else _check_parity(model, config, onnx_bytes, args.precision, user_scans)
         )
         engine = None
         ok, why = tensorrt_status()
@@ -232,6 +351,7 @@ def export(args: argparse.Namespace) -> Path:
             engine=engine,
             source=source,
             checkpoint_sha256=checkpoint_sha256,
+            name=name,
         )
         write_manifest(staging, manifest)
         for name in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
@@ -241,7 +361,9 @@ def export(args: argparse.Namespace) -> Path:
             (args.out / "model.engine").unlink()  # a stale engine would not match the new graph
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"done: {args.out}: {', '.join(files)}, manifest.json")
+    print(f"done: {args.out}: {', '.join(files)}, manifest.json (model {name})")
+    if skip_reason is not None:
+        print(f"WARNING: parity check skipped: {skip_reason}", file=sys.stderr)
     return Path(args.out)
 
 

@@ -77,7 +77,7 @@ class ModelInfo(_Strict):
 class FileFormatInfo(_Strict):
     columns: int
     layout: str
-    intensity_max: float
+    intensity_max: float | None  # the file's intensity scale; None: the format has no intensity
 
 
 class OutOfRangePolicy(_Strict):
@@ -153,6 +153,7 @@ class ParityScan(_Strict):
 class ParityReport(_Strict):
     status: Literal["passed", "failed", "skipped"]
     reason: str | None = None  # why it was skipped
+    source: str | None = None  # the clouds checked: "user" (--parity-scans), "real" or "synthetic"
     reference: str | None = None
     runtime: str | None = None
     precision: Precision | None = None

@@ -14,20 +14,36 @@ import torch
 
 from seg3d.points import PointFormat, read_points
 
-__all__ = ["RealScan", "real_data_dir", "real_scans", "synthetic_sweep"]
+__all__ = ["RealDataError", "RealScan", "real_data_dir", "real_scans", "synthetic_sweep"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
 
+class RealDataError(FileNotFoundError):
+    """``$SEG3D_REAL_DATA`` is set but does not name a real-scan folder."""
+
+
 def real_data_dir() -> Path | None:
-    """The shared real-scan folder: ``$SEG3D_REAL_DATA``, else ``../shared/data/real`` beside the repo."""
+    """The shared real-scan folder: ``$SEG3D_REAL_DATA``, else ``../shared/data/real`` beside the repo.
+
+    Returns None when the variable is unset (or empty) and the default folder is absent.
+
+    Raises:
+        RealDataError: ``$SEG3D_REAL_DATA`` is set but has no ``nuscenes/`` folder; a mistyped path is
+            reported instead of silently falling back to the default folder.
+    """
     env = os.environ.get("SEG3D_REAL_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(_REPO.parent / "shared" / "data" / "real")
-    for candidate in candidates:
-        if (candidate / "nuscenes").is_dir():
-            return candidate
-    return None
+    if env:
+        chosen = Path(env)
+        if not (chosen / "nuscenes").is_dir():
+            what = "does not exist" if not chosen.exists() else "has no nuscenes/ folder"
+            raise RealDataError(
+                f"SEG3D_REAL_DATA={env} is not a real-scan folder: it {what} (expected the layout of "
+                "../shared/data/real: nuscenes/, kitti/, semantickitti/); fix it or unset it"
+            )
+        return chosen
+    default = _REPO.parent / "shared" / "data" / "real"
+    return default if (default / "nuscenes").is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ def real_scans(
     kinds: tuple[str, ...] = ("nuscenes", "kitti", "semantickitti"), intensity_max: float = 255.0
 ) -> list[RealScan]:
     """Every real ``.bin`` scan of the requested kinds (empty when the folder is absent).
+
+    Raises `RealDataError` when ``$SEG3D_REAL_DATA`` names no real-scan folder (see `real_data_dir`).
 
     Intensities are converted to the scale whose maximum is ``intensity_max`` (default the nuScenes
     0–255 scale, so that all scans share one scale).

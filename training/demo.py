@@ -45,7 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-steps", type=int, default=DEFAULTS["max_steps"], help="training steps (default 600)"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the export already in --out (e.g. the bundled model)",
+    )
     args = parser.parse_args(argv)
+    if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
+        # Refused before the data and the training, not after them: export would refuse it too.
+        print(
+            f"error: --out {args.out} exists and is not empty; pass --overwrite to replace it",
+            file=sys.stderr,
+        )
+        return 2
     data, run = args.work / "demo-data", args.work / "demo-train"
     python = sys.executable
     if not (data / "v1.0-trainval" / "lidarseg.json").exists():
@@ -54,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--seed", str(args.seed), "--version", "v1.0-trainval", "--overwrite"])  # fmt: skip
     figures = train_and_evaluate("demo", data, run, args.max_steps, "val")
     run_command([python, str(ROOT / "export" / "to_trt.py"), "--checkpoint", str(run / "best.pt"),
-                 "--out", str(args.out)])  # fmt: skip
+                 "--out", str(args.out), *(["--overwrite"] if args.overwrite else [])])  # fmt: skip
     log = read_train_log(run)
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
     write_atomic(args.out / "MODEL_CARD.md", _card(args, figures, log, log[-1].get("train_s")))
