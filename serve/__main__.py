@@ -1,21 +1,22 @@
-"""``python -m serve``: run the segmentation service with uvicorn.
+"""python -m serve: run the segmentation service with uvicorn.
 
     python -m serve                                   # models/demo on the fastest backend here
-    python -m serve --model exports/full --backend onnxruntime --port 8080
+    python -m serve --model exports/full --backend onnxruntime --port 8080 --name full
 
-Every flag also reads from the environment (``SEG_MODEL``, ``SEG_BACKEND``, ``SEG_HOST``, ``SEG_PORT``,
-``SEG_MAX_POINTS``, ``SEG_MAX_QUEUE``, ``SEG_THREADS``, ``SEG_AUTH_TOKEN``, ``SEG_KEEP_UP`` …); flags win.
+Every flag also reads from the environment (SEG_MODEL, SEG_MODEL_NAME for --name, SEG_BACKEND,
+SEG_HOST, SEG_PORT, SEG_MAX_POINTS, SEG_MAX_QUEUE, SEG_THREADS, SEG_AUTH_TOKEN, SEG_KEEP_UP ...);
+flags win.
 
-The model loads on a background thread while the server already answers ``/v2/health/live``. If it
+The model loads on a background thread while the server already answers /v2/health/live. If it
 fails to load or warm up (missing or corrupt file, foreign manifest, a graph that does not parse, a
 backend that cannot run, a warm-up inference that raises), one line naming the file and the cause
-is logged and the process exits with code 3 — unless ``--keep-up`` (``SEG_KEEP_UP=1``): then it stays
-up and every route answers 503 ``model_unavailable`` with the cause.
+is logged and the process exits with code 3, unless --keep-up (SEG_KEEP_UP=1): then it stays up
+and every route answers 503 model_unavailable with the cause.
 
 Exit codes:
     0  stopped normally (SIGINT/SIGTERM);
     1  uvicorn could not start (e.g. the port is taken);
-    2  bad arguments or settings (flags, ``SEG_*`` environment), or no ``manifest.json`` in ``--model``;
+    2  bad arguments or settings (flags, SEG_* environment), or no manifest.json in --model;
     3  the model failed to load or warm up.
 """
 
@@ -31,21 +32,37 @@ import uvicorn
 from pydantic import ValidationError
 
 from serve.app import create_app
+from serve.backends import DESCRIPTIONS, ORDER
 from serve.settings import BackendChoice, ServeSettings
 
 EXIT_BAD_SETTINGS = 2
 EXIT_MODEL_FAILED = 3
 
 
+#: Settings whose flag is not ``--`` plus the setting's name with dashes.
+_FLAGS = {"model_name": "--name"}
+
+
 def _settings_error(exc: ValidationError) -> str:
-    """One line: each invalid setting with its environment variable and what is wrong."""
+    """One line: each invalid setting with its flag, its environment variable and what is wrong."""
     parts = []
     for error in exc.errors():
         name = ".".join(str(p) for p in error["loc"])
         value = error.get("input")
         given = f" = {value!r}" if isinstance(value, str | int | float) else ""
-        parts.append(f"{name}{given} (--{name.replace('_', '-')} / SEG_{name.upper()}): {error['msg']}")
+        flag = _FLAGS.get(name, f"--{name.replace('_', '-')}")
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}{given} ({flag} / SEG_{name.upper()}): {message}")
     return "; ".join(parts)
+
+
+def _backend_help() -> str:
+    """The ``--backend`` help: what each choice means, from `serve.backends.ORDER`."""
+    each = "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in ORDER)
+    return (
+        f"inference backend. auto (the default): time every backend that can run here "
+        f"({', '.join(ORDER)}) on a warm-up cloud and keep the fastest; {each}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, help="export folder (manifest.json, model.onnx, ...)")
-    parser.add_argument("--backend", choices=get_args(BackendChoice))
+    parser.add_argument(
+        "--name",
+        dest="model_name",
+        metavar="NAME",
+        help="the model name the service reports and answers to at /v2/models/NAME "
+        "(default: the manifest's model.name); 1 to 64 letters, digits, '-', '_' or '.'",
+    )
+    parser.add_argument("--backend", choices=get_args(BackendChoice), help=_backend_help())
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--max-points", type=int, help="larger clouds get 413 (default 2,000,000)")

@@ -27,6 +27,7 @@ from seg3d.model import Encoder3D, labels_from_logits, spconv_available
 from seg3d.preprocess import EncoderInputs
 
 __all__ = [
+    "DESCRIPTIONS",
     "ORDER",
     "Backend",
     "BackendLoadError",
@@ -42,6 +43,13 @@ log = logging.getLogger("serve.backends")
 #: ``--backend`` choices and `ORDER` derive from it).
 BackendName = Literal["tensorrt", "onnxruntime", "torch", "spconv"]
 ORDER: tuple[BackendName, ...] = get_args(BackendName)
+#: What each backend runs, in one phrase (``python -m serve --help``).
+DESCRIPTIONS: dict[BackendName, str] = {
+    "tensorrt": "the exported TensorRT engine on a CUDA GPU (needs TensorRT and a GPU)",
+    "onnxruntime": "the exported ONNX graph with ONNX Runtime (CUDA when present, else CPU)",
+    "torch": "the encoder in PyTorch with BatchNorm folded",
+    "spconv": "the eager spconv reference (slow on CPU)",
+}
 
 
 class BackendUnavailable(RuntimeError):

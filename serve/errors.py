@@ -1,11 +1,14 @@
 """The service's one error shape, ``{"error": {"code": ..., "message": ...}}``, and its handlers.
 
-Handlers, dependencies and the segmenter raise `ServiceError` (status, stable code, message, headers);
+Handlers, dependencies and the segmenter raise `ServiceError` (status, stable code, message, headers,
+and any extra fields of the error object, e.g. ``served`` on ``unknown_model``);
 `install_error_handlers` renders it, and FastAPI's own errors (404, 405, request validation), in the
 same JSON shape.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,18 +23,32 @@ __all__ = ["ServiceError", "error_response", "install_error_handlers", "validati
 class ServiceError(Exception):
     """A request the service refuses or cannot serve: HTTP status, machine-readable code, message."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        #: extra fields of the error object, after ``code`` and ``message`` (e.g. ``served``)
+        self.details = details
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    error = {**(details or {}), "code": code, "message": message}
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def validation_error(exc: RequestValidationError) -> ServiceError:
@@ -50,7 +67,7 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

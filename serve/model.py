@@ -44,13 +44,13 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """The model being served; ``name`` is the one the service reports and answers to: the
+    ``model_name`` setting (``--name``, ``SEG_MODEL_NAME``), else the manifest's ``model.name``."""
+
     manifest: ExportManifest
     segmenter: Segmenter
     warmup_ms: float
-
-    @property
-    def name(self) -> str:
-        return self.manifest.model.name
+    name: str
 
 
 def _describe(exc: BaseException, folder: object) -> str:
@@ -91,7 +91,8 @@ def load_model(settings: ServeSettings) -> LoadedModel:
     except Exception as exc:
         where = f"{folder}: the warm-up inference on {backend.name}/{backend.device} failed"
         raise ModelLoadError(f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
-    return LoadedModel(manifest, segmenter, (time.perf_counter() - start) * 1e3)
+    name = settings.model_name or manifest.model.name
+    return LoadedModel(manifest, segmenter, (time.perf_counter() - start) * 1e3, name)
 
 
 @dataclass
@@ -123,9 +124,11 @@ class ModelState:
             self.fail(str(exc) if isinstance(exc, ModelLoadError) else _describe(exc, self.settings.model))
             return
         backend = model.segmenter.backend
+        exported_as = model.manifest.model.name
         log.info(
-            "model %s ready on %s/%s after a %.0f ms warm-up%s",
+            "model %s%s ready on %s/%s after a %.0f ms warm-up%s",
             model.name,
+            f" (exported as {exported_as})" if exported_as != model.name else "",
             backend.name,
             backend.device,
             model.warmup_ms,

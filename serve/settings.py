@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serve.backends import BackendName
 
-__all__ = ["DEFAULT_MODEL_DIR", "BackendChoice", "ServeSettings"]
+__all__ = ["DEFAULT_MODEL_DIR", "MODEL_NAME_PATTERN", "BackendChoice", "ServeSettings"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
 #: ``auto`` or one backend of `serve.backends.BackendName`.
 BackendChoice = Literal["auto", BackendName]
+#: A served model name is one URL path segment (``/v2/models/{name}``): letters, digits, ``-``,
+#: ``_``, ``.``, 1 to 64 characters, and not ``.`` or ``..``.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
 
 
 class ServeSettings(BaseSettings):
     """Everything the service reads at start-up (``SEG_MODEL``, ``SEG_BACKEND``, ``SEG_PORT`` …)."""
 
-    model_config = SettingsConfigDict(env_prefix="SEG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEG_", extra="ignore", protected_namespaces=())
 
     model: Path = Field(DEFAULT_MODEL_DIR, description="export folder with manifest.json and model.onnx")
+    model_name: str | None = Field(
+        None,
+        description="the name the service reports and answers to (default: the manifest's model.name)",
+    )
     backend: BackendChoice = "auto"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -37,3 +45,12 @@ class ServeSettings(BaseSettings):
         description="if the model fails to load, stay up answering 503 model_unavailable (else exit 3)",
     )
     log_level: str = "info"
+
+    @field_validator("model_name")
+    @classmethod
+    def _path_segment(cls, name: str | None) -> str | None:
+        if name is not None and (not re.fullmatch(MODEL_NAME_PATTERN, name) or name in (".", "..")):
+            raise ValueError(
+                "must be one URL path segment: 1 to 64 letters, digits, '-', '_' or '.' (not '.' or '..')"
+            )
+        return name

@@ -43,11 +43,20 @@ async def ready(_: Model) -> dict[str, bool]:
     "/v2/models/{name}",
     tags=["metadata"],
     dependencies=[Depends(require_auth)],
-    responses={404: {"description": "no such model"}, **_UNAVAILABLE},
+    responses={
+        404: {"description": "unknown_model; the error object's `served` lists the names served"},
+        **_UNAVAILABLE,
+    },
 )
 async def model_metadata(name: str, model: Model, state: State) -> dict[str, Any]:
     if name != model.name:
-        raise ServiceError(404, "unknown_model", f"model {name!r} is not served here")
+        served = [model.name]
+        raise ServiceError(
+            404,
+            "unknown_model",
+            f"model {name!r} is not served here; served: {', '.join(served)}",
+            details={"served": served},
+        )
     backend = model.segmenter.backend
     return {
         "name": name,

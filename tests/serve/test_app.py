@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from seg3d.points import PointFormat
 from serve.app import create_app
 from serve.model import ModelState
 from serve.settings import ServeSettings
@@ -117,4 +118,6 @@ def test_format_is_an_enum_in_the_openapi_schema(tmp_path: Path) -> None:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[1]
         schema = {**client.get("/openapi.json").json()["components"]["schemas"][name], **schema}
-    assert schema["enum"] == ["nuscenes", "kitti", "xyzi"] and schema["default"] == "nuscenes"
+    # the enum is `PointFormat` itself (formats are added there), nuscenes first and the default
+    assert schema["enum"] == [f.value for f in PointFormat] and schema["default"] == "nuscenes"
+    assert schema["enum"][:3] == ["nuscenes", "kitti", "xyzi"]
