@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from seg3d.manifest import (
     ManifestError,
     ParityReport,
     Precision,
+    check_model_name,
     file_record,
     load_manifest,
     write_manifest,
@@ -71,8 +71,6 @@ from seg3d.scans import RealScan, real_data_dir, real_scans, synthetic_sweep
 
 #: Minimum argmax agreement with the spconv reference, per precision.
 PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
-#: A model name is one URL path segment (/v2/models/NAME), as the service requires.
-MODEL_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
 #: Seeds of the synthetic sweeps parity falls back to when no real scan is at hand.
 SYNTHETIC_PARITY_SEEDS = (0, 1, 2)
 
@@ -168,14 +166,11 @@ def _load_model(args: argparse.Namespace) -> tuple[Encoder3D, ModelConfig, Mode,
 def _model_name(args: argparse.Namespace) -> str:
     """--name, else the --out folder's name; one URL path segment."""
     name: str = args.name if args.name is not None else Path(args.out).resolve().name
-    if not re.fullmatch(MODEL_NAME_PATTERN, name) or name in (".", ".."):
+    try:
+        return check_model_name(name)
+    except ValueError as exc:
         given = "--name" if args.name is not None else "the --out folder's name (default of --name)"
-        raise ValueError(
-            f"{given} {name!r} is not a valid model name: 1 to 64 letters, digits, '-', '_' or '.' "
-            "(not '.' or '..'); it becomes the URL path segment /v2/models/NAME"
-            + ("" if args.name is not None else "; pass --name")
-        )
-    return name
+        raise ValueError(f"{given} {exc}" + ("" if args.name is not None else "; pass --name")) from None
 
 
 def _parity_skip_reason(args: argparse.Namespace) -> str | None:

@@ -14,10 +14,11 @@ Format ``ddata-export/2``. Folders of format ``ddata-export/1`` (no file sizes, 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seg3d.checkpoint import Mode
 from seg3d.classes import class_table
@@ -39,6 +40,7 @@ __all__ = [
     "ParityReport",
     "ParityScan",
     "Precision",
+    "check_model_name",
     "file_record",
     "load_manifest",
     "write_manifest",
@@ -50,6 +52,19 @@ _LEGACY_FORMAT = "ddata-export/1"
 
 #: Weight and arithmetic precision of an exported graph.
 Precision = Literal["fp32", "fp16"]
+
+#: What makes a model name one URL path segment (``/v2/models/{name}``), besides not being . or ..
+MODEL_NAME_RULE = (
+    "one URL path segment (/v2/models/NAME) of 1 to 64 letters, digits, '-', '_' or '.' (not '.' or '..')"
+)
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it can name a model (export's ``--name``, the service's ``--name``), else
+    ValueError saying the rule."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a valid model name: {MODEL_NAME_RULE}")
+    return name
 
 
 class ManifestError(ValueError):
@@ -65,7 +80,7 @@ class _Strict(BaseModel):
 
 
 class ModelInfo(_Strict):
-    name: str
+    name: Annotated[str, AfterValidator(check_model_name)]
     mode: Mode
     random_init: bool
     source: str

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seg3d.manifest import check_model_name
 from serve.backends import BackendName
 
-__all__ = ["DEFAULT_MODEL_DIR", "MODEL_NAME_PATTERN", "BackendChoice", "ServeSettings"]
+__all__ = ["DEFAULT_MODEL_DIR", "BackendChoice", "ServeSettings"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
 #: ``auto`` or one backend of `serve.backends.BackendName`.
 BackendChoice = Literal["auto", BackendName]
-#: A served model name is one URL path segment (``/v2/models/{name}``): letters, digits, ``-``,
-#: ``_``, ``.``, 1 to 64 characters, and not ``.`` or ``..``.
-MODEL_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
 
 
 class ServeSettings(BaseSettings):
@@ -49,8 +46,4 @@ class ServeSettings(BaseSettings):
     @field_validator("model_name")
     @classmethod
     def _path_segment(cls, name: str | None) -> str | None:
-        if name is not None and (not re.fullmatch(MODEL_NAME_PATTERN, name) or name in (".", "..")):
-            raise ValueError(
-                "must be one URL path segment: 1 to 64 letters, digits, '-', '_' or '.' (not '.' or '..')"
-            )
-        return name
+        return None if name is None else check_model_name(name)  # one URL path segment
