@@ -333,7 +333,7 @@ def export(args: argparse.Namespace) -> Path:
                 f"  python export/to_trt.py --onnx {args.out / 'model.onnx'}"
             )
         artifacts = ["model.onnx", "encoder3d.pt"] + (["model.engine"] if engine is not None else [])
-        files = {name: file_record(staging / name) for name in artifacts}
+        files = {file: file_record(staging / file) for file in artifacts}
         manifest = build_manifest(
             config=config,
             mode=mode,
@@ -349,9 +349,9 @@ def export(args: argparse.Namespace) -> Path:
             name=name,
         )
         write_manifest(staging, manifest)
-        for name in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
-            if (staging / name).exists():
-                os.replace(staging / name, args.out / name)
+        for file in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
+            if (staging / file).exists():
+                os.replace(staging / file, args.out / file)
         if engine is None and (args.out / "model.engine").exists():
             (args.out / "model.engine").unlink()  # a stale engine would not match the new graph
     finally:

@@ -213,3 +213,8 @@ def test_help_reads_cleanly() -> None:
     assert "``" not in text and "`" not in text
     for flag in ("--overwrite", "--name", "--parity-scans", "--parity-format", "--strict"):
         assert flag in text
+
+
+def test_the_done_line_names_the_model(tmp_path: Path, capsys) -> None:
+    assert _export(tmp_path / "named", "--skip-parity", "--name", "mine") == 0
+    assert "(model mine)" in capsys.readouterr().out  # not the last file moved into --out
