@@ -2,7 +2,7 @@
 
 Every cloud that reaches preprocessing — a sweep read by a training data set, a request body posted
 to the service, a scan given to export's parity check or to ``python -m seg3d smoke`` — comes through
-`decode_points` (bytes or an array) or `read_points` (a file). Both do the same three things, here
+`decode_points` (bytes) or `read_points` (a file). Both do the same three things, here
 and nowhere else:
 
 1. check the layout: a whole number of little-endian float32 records of the format's columns;
@@ -149,7 +149,7 @@ def check_points(points: torch.Tensor, min_columns: int = 4) -> torch.Tensor:
 
 
 def decode_points(
-    data: bytes | npt.NDArray[np.float32],
+    data: bytes,
     fmt: PointFormat | str,
     intensity_max: float,
     *,
@@ -157,10 +157,10 @@ def decode_points(
     max_points: int | None = None,
 ) -> npt.NDArray[np.float32]:
     """``(N, 4)`` float32 ``x, y, z, intensity``, intensity in the scale whose maximum is
-    ``intensity_max`` (the model's), from the raw bytes of a point file (or its float32 array).
+    ``intensity_max`` (the model's), from the raw bytes of a point file.
 
     Args:
-        data: the file's bytes, or its values as float32 (any shape, read in row order).
+        data: the file's bytes.
         fmt: the layout (`PointFormat` or its name).
         intensity_max: the model's intensity maximum (``ModelConfig.input.intensity_max``).
         source: what the bytes are, for messages (a path, ``"body"``).
@@ -174,14 +174,13 @@ def decode_points(
     except ValueError:
         known = ", ".join(f.value for f in PointFormat)
         raise PointsError("unknown_format", f"unknown point format {fmt!r}; use one of {known}") from None
-    raw = data if isinstance(data, bytes) else np.ascontiguousarray(data, "<f4").tobytes()
-    if len(raw) % (4 * fmt.columns):
+    if len(data) % (4 * fmt.columns):
         raise PointsError(
             "bad_length",
-            f"{source}: {len(raw)} bytes is not a multiple of {4 * fmt.columns} "
+            f"{source}: {len(data)} bytes is not a multiple of {4 * fmt.columns} "
             f"({fmt.value}: {fmt.description})",
         )
-    values = np.frombuffer(raw, dtype="<f4")
+    values = np.frombuffer(data, dtype="<f4")
     count = values.size // fmt.columns
     if max_points is not None and count > max_points:
         raise PointsError("too_many_points", f"{source}: {count} points exceed the limit of {max_points}")

@@ -51,7 +51,7 @@ class RealScan:
     """One real scan as ``[x, y, z, intensity]``, intensity in the scale `real_scans` was asked for."""
 
     name: str
-    kind: str  # "nuscenes", "kitti" or "semantickitti"
+    kind: str  # "nuscenes", "kitti", "semantickitti"; export parity: a point format or "synthetic"
     path: Path
     points: torch.Tensor
 

@@ -24,10 +24,7 @@ from seg3d.preprocess import crop_mask, prepare_inputs
 from serve.backends import Backend
 from serve.errors import ServiceError
 
-__all__ = ["InputError", "Segmentation", "Segmenter"]
-
-#: A request the service refuses (HTTP status, stable code, message).
-InputError = ServiceError
+__all__ = ["Segmentation", "Segmenter"]
 
 
 @dataclass
@@ -45,13 +42,13 @@ class Segmenter:
 
     def decode(self, body: bytes, fmt: PointFormat | str) -> npt.NDArray[np.float32]:
         """``(N, 4)`` float32 points in the model's intensity scale (`seg3d.points.decode_points`),
-        or `InputError`: 413 ``too_many_points``, else 422 with the reader's code."""
+        or `ServiceError`: 413 ``too_many_points``, else 422 with the reader's code."""
         try:
             return decode_points(
                 body, fmt, self.config.input.intensity_max, source="body", max_points=self.max_points
             )
         except PointsError as exc:
-            raise InputError(413 if exc.code == "too_many_points" else 422, exc.code, str(exc)) from exc
+            raise ServiceError(413 if exc.code == "too_many_points" else 422, exc.code, str(exc)) from exc
 
     def handle(self, body: bytes, fmt: PointFormat | str) -> Segmentation:
         """One request: `decode` then `segment`, with the parse time among the stages."""
@@ -76,7 +73,7 @@ class Segmenter:
             # finite (a coordinate of 3.4e38 made NaN logits, and ONNX's ArgMax then the ignore class).
             bounds = torch.tensor(self.config.grid.point_range, dtype=tensor.dtype)
             tensor = tensor.clone()
-            tensor[:, :3] = torch.maximum(torch.minimum(tensor[:, :3], bounds[:, 1]), bounds[:, 0])
+            tensor[:, :3] = tensor[:, :3].clamp(min=bounds[:, 0], max=bounds[:, 1])
             inside[:] = True
         inputs = prepare_inputs(tensor[torch.from_numpy(inside)], self.config)
         timing["preprocess"] = (time.perf_counter() - start) * 1e3
