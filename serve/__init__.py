@@ -4,11 +4,13 @@ Imports `seg3d` (the same preprocessing export used), never `training` (a test e
 
 - `serve.__main__`: ``python -m serve`` (flags, ``SEG_*`` settings, exit codes);
 - `serve.settings`: `ServeSettings`;
-- `serve.app`: `create_app` — the error handlers and the routers;
+- `serve.app`: `create_app` — the error handlers, the docs and the routers;
+- `serve.docs`: ``/docs`` (Swagger UI) from the vendored files in ``serve/static/swagger-ui/``;
 - `serve.routes.health`: ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}``, ``/metrics``;
 - `serve.routes.segment`: ``POST /segment``;
 - `serve.dependencies`: bearer auth, readiness, admission (FastAPI ``Depends``);
 - `serve.errors`: the JSON error shape and its handlers;
+- `serve.schemas`: the response models the OpenAPI schema documents (`SegmentResponse`, errors);
 - `serve.metrics`: the Prometheus instruments, recorded by the segment route class;
 - `serve.model`: loading and warm-up on a background thread, and the state (loading/ready/failed);
 - `serve.segmenter`: one request's work, bytes in, labels out;

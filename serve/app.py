@@ -6,10 +6,12 @@ route but ``/metrics`` answers 503 ``model_unavailable`` with the cause, and ``o
 with it (``python -m serve`` then exits). Every request's CPU/GPU work runs on one inference thread
 (the model is not shared between threads), behind an admission count of ``max_queue`` requests:
 more get 503 with ``Retry-After`` instead of piling up. Errors are always JSON
-``{"error": {"code": ..., "message": ...}}``.
+``{"error": {"code": ..., "message": ...}}``. ``/docs`` (Swagger UI) is served from vendored files,
+without a CDN (`serve.docs`); ReDoc is off.
 
 Layout: `serve.routes` (routers), `serve.dependencies` (auth, readiness, admission),
-`serve.errors` (the error shape), `serve.metrics`, `serve.model` (loading and state).
+`serve.errors` (the error shape), `serve.schemas` (response models for OpenAPI), `serve.docs`
+(offline ``/docs``), `serve.metrics`, `serve.model` (loading and state).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from serve.docs import install_docs
 from serve.errors import install_error_handlers
 from serve.model import ModelState
 from serve.routes import health, segment
@@ -44,9 +47,13 @@ def create_app(
         version="0.1.0",
         summary="POST a point cloud, get one semantic label per point.",
         lifespan=lifespan,
+        # FastAPI's pages load from a CDN; `install_docs` serves /docs from vendored files instead
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.seg = state
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(segment.router)
     return app

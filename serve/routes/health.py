@@ -15,14 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from seg3d.points import PointFormat
 from serve.dependencies import Model, State, model_up, require_auth
 from serve.errors import ServiceError
+from serve.schemas import error_responses
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"description": "model_unavailable: the model failed to load (the cause is given)"}
-}
+_UNAVAILABLE = error_responses({503: "model_unavailable: the model failed to load (the cause is given)"})
 
 
 @router.get("/v2/health/live", tags=["health"], dependencies=[Depends(model_up)], responses=_UNAVAILABLE)
@@ -33,7 +32,7 @@ async def live() -> dict[str, bool]:
 @router.get(
     "/v2/health/ready",
     tags=["health"],
-    responses={503: {"description": "warming_up (loading, see Retry-After) or model_unavailable"}},
+    responses=error_responses({503: "warming_up (loading, see Retry-After) or model_unavailable"}),
 )
 async def ready(_: Model) -> dict[str, bool]:
     return {"ready": True}
@@ -43,10 +42,14 @@ async def ready(_: Model) -> dict[str, bool]:
     "/v2/models/{name}",
     tags=["metadata"],
     dependencies=[Depends(require_auth)],
-    responses={
-        404: {"description": "unknown_model; the error object's `served` lists the names served"},
-        **_UNAVAILABLE,
-    },
+    responses=error_responses(
+        {
+            401: "unauthorized: missing or wrong bearer token (when auth is on)",
+            404: "unknown_model; the error object's `served` lists the names served",
+            422: "invalid_parameter: the request could not be validated",
+            503: "warming_up (see Retry-After) or model_unavailable",
+        }
+    ),
 )
 async def model_metadata(name: str, model: Model, state: State) -> dict[str, Any]:
     if name != model.name:

@@ -21,6 +21,7 @@ from seg3d.points import PointFormat
 from serve.dependencies import Model, State, admit, require_auth
 from serve.errors import ServiceError
 from serve.metrics import RecordedRoute
+from serve.schemas import SegmentResponse, error_responses
 from serve.segmenter import Segmentation
 
 __all__ = ["router"]
@@ -74,8 +75,9 @@ async def read_body(request: Request, max_points: int) -> bytes:
         "Body: the raw point file (`Content-Type: application/octet-stream`) or multipart with a "
         "`file` part. `format`: "
         + "; ".join(f"`{f.value}` = {f.description}" for f in PointFormat)
-        + ". Response: JSON by default; with `Accept: application/octet-stream`, N bytes of uint8 "
-        "labels in input order (the nuScenes lidarseg `.bin` layout)."
+        + ". Response: JSON by default (`SegmentResponse`); with `Accept: application/octet-stream`, "
+        "N bytes of uint8 labels in input order (the nuScenes lidarseg `.bin` layout). Errors: "
+        '`{"error": {"code": ..., "message": ...}}`.'
     ),
     # route dependencies run first: 401, then the parameters' 503 warming_up, then queue_full
     dependencies=[Depends(require_auth)],
@@ -94,13 +96,50 @@ async def read_body(request: Request, max_points: int) -> bytes:
         }
     },
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "one label per input point"},
-        401: {"description": "missing or wrong bearer token (when auth is on)"},
-        413: {"description": "too many points or too large a body"},
-        415: {"description": "unsupported Content-Type"},
-        400: {"description": "malformed multipart body"},
-        422: {"description": "bad length, NaN/Inf, intensity overflow, unknown format, missing file part"},
-        503: {"description": "warming up, queue full (see Retry-After), or model_unavailable"},
+        200: {
+            "description": "one label per input point, in input order",
+            "model": SegmentResponse,
+            "content": {
+                "application/octet-stream": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "with `Accept: application/octet-stream`: N bytes, one uint8 "
+                        "label per point (the nuScenes lidarseg `.bin` layout)",
+                    }
+                }
+            },
+            "headers": {
+                "X-Num-Points": {
+                    "description": "binary answer only: N, the number of labels",
+                    "schema": {"type": "integer"},
+                },
+                "X-Inference-Ms": {
+                    "description": "binary answer only: the encoder's time in milliseconds",
+                    "schema": {"type": "string"},
+                },
+                "X-Model-Name": {
+                    "description": "binary answer only: the served model's name",
+                    "schema": {"type": "string"},
+                },
+                "X-Backend": {
+                    "description": "binary answer only: the inference backend",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        **error_responses(
+            {
+                400: "bad_multipart: malformed multipart body",
+                401: "unauthorized: missing or wrong bearer token (when auth is on)",
+                413: "too_large (body) or too_many_points",
+                415: "unsupported_media_type: send application/octet-stream or multipart/form-data",
+                422: "bad length, NaN/Inf, intensity overflow, unknown_format, missing_file, "
+                "invalid_parameter",
+                500: "internal: segmentation failed (see the server log)",
+                503: "warming_up or queue_full (see Retry-After), or model_unavailable",
+            }
+        ),
     },
 )
 async def segment(
@@ -137,6 +176,8 @@ async def segment(
                 "X-Inference-Ms": f"{timing.get('inference', 0.0):.2f}",
             },
         )
+    # built directly (the fields of `SegmentResponse`, which documents it): no validation pass over
+    # the label list on the hot path
     return JSONResponse(
         {
             "num_points": int(labels.size),
