@@ -1,4 +1,4 @@
-"""Point clouds as they arrive: the formats, and the one reader for files and request bodies.
+"""Point clouds as they arrive: the formats, the one reader for files and request bodies, and its inverse.
 
 Every cloud that reaches preprocessing — a sweep read by a training data set, a request body posted
 to the service, a scan given to export's parity check or to ``python -m seg3d smoke`` — comes through
@@ -16,6 +16,11 @@ does less well.
 
 A failure raises `PointsError`, whose ``code`` is stable and machine-readable (the service answers it
 as a 422/413) and whose message names the file or body.
+
+`encode_points` (bytes) and `write_points` (a file, written atomically) are the reader's inverse:
+``x, y, z, intensity`` in the model's scale become a format's records, intensity converted to the
+format's scale (dropped for ``xyz``), so ``decode_points(encode_points(p, f, m), f, m)`` gives ``p``
+back (to float32 rounding of the scale factor). Layouts and scales stay defined once, here.
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from seg3d.io import write_atomic
+
 __all__ = [
     "PointFormat",
     "PointsError",
     "check_points",
     "decode_points",
+    "encode_points",
     "read_points",
     "to_model_intensity",
+    "write_points",
 ]
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, npt.NDArray[np.float32])
@@ -215,3 +224,84 @@ def read_points(path: str | Path, fmt: PointFormat | str, intensity_max: float) 
     if not path.is_file():
         raise FileNotFoundError(f"point file not found: {path}")
     return decode_points(path.read_bytes(), fmt, intensity_max, source=str(path))
+
+
+def encode_points(
+    points: npt.ArrayLike,
+    fmt: PointFormat | str,
+    intensity_max: float,
+    *,
+    ring: npt.ArrayLike | None = None,
+) -> bytes:
+    """The bytes of a point file of format ``fmt``: the inverse of `decode_points`.
+
+    Args:
+        points: ``(N, 4)`` ``x, y, z, intensity``, intensity in the scale whose maximum is
+            ``intensity_max`` (the model's); for ``xyz`` an ``(N, 3)`` array is accepted too.
+        fmt: the layout (`PointFormat` or its name).
+        intensity_max: the maximum of the scale ``points``' intensity is in.
+        ring: ``(N,)`` laser ring of each point, the fifth ``nuscenes`` column (0 when omitted);
+            only for ``nuscenes``.
+
+    Raises:
+        PointsError: ``unknown_format``; ``bad_shape`` (wrong rank, columns or ring length, or a ring
+            given for a format without one); ``non_finite`` / ``intensity_overflow`` (a value the
+            reader would refuse), so what is written always reads back.
+    """
+    try:
+        fmt = PointFormat(fmt)
+    except ValueError:
+        known = ", ".join(f.value for f in PointFormat)
+        raise PointsError("unknown_format", f"unknown point format {fmt!r}; use one of {known}") from None
+    array = np.asarray(points, dtype=np.float32)
+    need = 4 if fmt.has_intensity else 3
+    if array.ndim != 2 or array.shape[1] not in (need, 4):
+        raise PointsError(
+            "bad_shape", f"points to encode must be (N, 4) x, y, z, intensity, got shape {array.shape}"
+        )
+    count = array.shape[0]
+    bad = _non_finite_rows(array[:, :need])
+    if bad.size:
+        raise PointsError("non_finite", _describe_rows(bad, count, "contain NaN or Inf"))
+    records = np.zeros((count, fmt.columns), dtype="<f4")
+    records[:, :3] = array[:, :3]
+    if ring is not None:
+        if fmt is not PointFormat.NUSCENES:
+            raise PointsError(
+                "bad_shape", f"a ring column exists only in the nuscenes format, not {fmt.value}"
+            )
+        rings = np.asarray(ring, dtype=np.float32)
+        if rings.shape != (count,):
+            raise PointsError(
+                "bad_shape", f"ring must have one value per point ({count}), got shape {rings.shape}"
+            )
+        bad = np.flatnonzero(~np.isfinite(rings))
+        if bad.size:
+            raise PointsError("non_finite", _describe_rows(bad, count, "have a NaN or Inf ring"))
+        records[:, 4] = rings
+    if fmt.has_intensity:
+        intensity = array[:, 3]
+        if fmt.intensity_max is not None:  # overflow becomes Inf (see to_model_intensity), refused below
+            intensity = to_model_intensity(intensity, intensity_max, fmt.intensity_max)
+        records[:, 3] = intensity
+        bad = np.flatnonzero(~np.isfinite(records[:, 3]))
+        if bad.size:
+            what = (
+                f"have an intensity that overflows float32 when scaled from the model's scale "
+                f"(max {intensity_max:g}) to the {fmt.value} scale (max {fmt.intensity_max:g})"
+            )
+            raise PointsError("intensity_overflow", _describe_rows(bad, count, what))
+    return records.tobytes()
+
+
+def write_points(
+    path: str | Path,
+    points: npt.ArrayLike,
+    fmt: PointFormat | str,
+    intensity_max: float,
+    *,
+    ring: npt.ArrayLike | None = None,
+) -> None:
+    """Write `encode_points` to ``path`` atomically (`seg3d.io.write_atomic`): `read_points` with the
+    same format and ``intensity_max`` gives the points back."""
+    write_atomic(path, encode_points(points, fmt, intensity_max, ring=ring))

@@ -11,8 +11,10 @@ from seg3d.points import (
     PointsError,
     check_points,
     decode_points,
+    encode_points,
     read_points,
     to_model_intensity,
+    write_points,
 )
 
 
@@ -120,3 +122,82 @@ def test_xyz_clouds_read_intensity_zero(tmp_path) -> None:
     assert not points[:, 3].any() and not PointFormat.XYZ.has_intensity
     with pytest.raises(PointsError, match="not a multiple of 12"):
         decode_points(cloud.tobytes()[:-4], "xyz", 255.0)
+
+
+def _cloud(n: int = 50, intensity_max: float = 255.0) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-60, 60, (n, 4)).astype(np.float32)
+    points[:, 3] = rng.integers(0, int(intensity_max) + 1, n) if intensity_max > 1 else rng.random(n)
+    return points
+
+
+@pytest.mark.parametrize("fmt", list(PointFormat))
+@pytest.mark.parametrize("model_max", [255.0, 1.0])
+def test_encode_is_the_inverse_of_decode(fmt: PointFormat, model_max: float) -> None:
+    points = _cloud(intensity_max=model_max)
+    data = encode_points(points, fmt, model_max)
+    assert len(data) == points.shape[0] * 4 * fmt.columns
+    back = decode_points(data, fmt, model_max)
+    np.testing.assert_array_equal(back[:, :3], points[:, :3])
+    if fmt.has_intensity:
+        np.testing.assert_allclose(back[:, 3], points[:, 3], rtol=1e-6)
+    else:
+        assert not back[:, 3].any()  # xyz: no intensity column, the reader gives 0
+
+
+def test_encode_writes_each_formats_scale_and_layout() -> None:
+    points = np.array([[1.0, 2.0, 3.0, 51.0], [-4.0, 5.5, -6.0, 255.0]], dtype=np.float32)  # model max 255
+    ring = np.array([7.0, 31.0], dtype=np.float32)
+    records = {
+        fmt: np.frombuffer(encode_points(points, fmt, 255.0, ring=ring if fmt == "nuscenes" else None), "<f4")
+        for fmt in PointFormat
+    }
+    assert records[PointFormat.NUSCENES].tolist() == [1, 2, 3, 51, 7, -4, 5.5, -6, 255, 31]
+    np.testing.assert_allclose(records[PointFormat.KITTI], [1, 2, 3, 0.2, -4, 5.5, -6, 1.0], rtol=1e-6)
+    assert records[PointFormat.XYZI].tolist() == [1, 2, 3, 51, -4, 5.5, -6, 255]  # the model's own scale
+    assert records[PointFormat.XYZ].tolist() == [1, 2, 3, -4, 5.5, -6]
+    # A KITTI-scale model (max 1) writing nuScenes multiplies by 255.
+    kitti_model = np.frombuffer(encode_points([[0, 0, 0, 0.2]], "nuscenes", 1.0), "<f4")
+    np.testing.assert_allclose(kitti_model, [0, 0, 0, 51, 0], rtol=1e-6)
+    # xyz also takes (N, 3); no ring given → ring 0
+    assert encode_points(points[:, :3], "xyz", 255.0) == records[PointFormat.XYZ].tobytes()
+    assert np.frombuffer(encode_points(points, "nuscenes", 255.0), "<f4")[4::5].tolist() == [0, 0]
+
+
+def test_encode_refuses_what_the_reader_would_refuse() -> None:
+    points = _cloud(4)
+    with pytest.raises(PointsError, match="unknown point format") as caught:
+        encode_points(points, "las", 255.0)
+    assert caught.value.code == "unknown_format"
+    for bad_shape in (points[:, :3], points[0], np.zeros((2, 5), np.float32)):
+        with pytest.raises(PointsError) as caught:
+            encode_points(bad_shape, "kitti", 255.0)
+        assert caught.value.code == "bad_shape"
+    with pytest.raises(PointsError, match="only in the nuscenes format"):
+        encode_points(points, "kitti", 255.0, ring=np.zeros(4))
+    with pytest.raises(PointsError, match=r"one value per point \(4\)"):
+        encode_points(points, "nuscenes", 255.0, ring=np.zeros(3))
+    nan = points.copy()
+    nan[2, 1] = np.nan
+    with pytest.raises(PointsError, match=r"1 of 4 point rows contain NaN or Inf \(first bad rows: 2\)"):
+        encode_points(nan, "xyz", 255.0)
+    huge = points.copy()
+    huge[1, 3] = 1e38  # finite in the model's scale (max 1), Inf times 255 in the nuScenes scale
+    with pytest.raises(PointsError) as caught:
+        encode_points(huge, "nuscenes", 1.0)
+    assert caught.value.code == "intensity_overflow"
+    assert "first bad rows: 1" in str(caught.value)
+
+
+def test_write_points_round_trips_through_read_points(tmp_path) -> None:
+    points = _cloud(20)
+    ring = np.arange(20, dtype=np.float32) % 32
+    path = tmp_path / "scan.pcd.bin"
+    write_points(path, points, "nuscenes", 255.0, ring=ring)
+    assert path.stat().st_size == 20 * 5 * 4
+    assert np.fromfile(path, "<f4").reshape(-1, 5)[:, 4].tolist() == ring.tolist()
+    np.testing.assert_array_equal(read_points(path, "nuscenes", 255.0), points)
+    np.testing.assert_allclose(read_points(path, "nuscenes", 1.0)[:, 3], points[:, 3] / 255, rtol=1e-6)
+    write_points(path, points, "kitti", 255.0)  # replaces the file
+    np.testing.assert_allclose(read_points(path, "kitti", 255.0), points, rtol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["scan.pcd.bin"]  # no temporary left behind
