@@ -152,7 +152,7 @@ def check_points(points: torch.Tensor, min_columns: int = 4) -> torch.Tensor:
         points = points.float()
     finite = torch.isfinite(points[:, :min_columns]).all(dim=1)
     if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten().numpy()
+        bad = torch.nonzero(~finite).flatten().cpu().numpy()  # points may be on CUDA
         raise PointsError("non_finite", _describe_rows(bad, points.shape[0], "contain NaN or Inf"))
     return points.to(torch.float32).contiguous()
 

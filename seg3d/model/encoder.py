@@ -25,6 +25,7 @@ from torch import nn
 from seg3d.config import EncoderConfig, ModelConfig
 from seg3d.model.sparse_conv import Backend, TapPairs, make_subm_conv, run_spconv, tap_pairs
 from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
+from seg3d.preprocess.tables import pool_dtypes
 
 if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
     from spconv.pytorch import SparseConvTensor
@@ -45,10 +46,15 @@ def _batch_norm(channels: int, enc: EncoderConfig, folded: bool) -> nn.Module:
 
 
 def _scatter_mean(values: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
-    """Mean of ``values`` rows grouped by ``index`` into ``num`` rows (every group non-empty)."""
+    """Mean of ``values`` rows grouped by ``index`` into ``num`` rows (every group non-empty).
+
+    Accumulated in float32 or wider, like every `SegmentPool` (dtypes by `pool_dtypes`).
+    """
+    compute, result = pool_dtypes(values)
+    values = values.to(compute)
     sums = values.new_zeros((num, values.shape[1])).index_add_(0, index, values)
-    counts = torch.bincount(index, minlength=num).clamp_(min=1).to(values.dtype)
-    return sums / counts[:, None]
+    counts = torch.bincount(index, minlength=num).clamp_(min=1).to(compute)
+    return (sums / counts[:, None]).to(result)
 
 
 class InputEmbedding(nn.Module):

@@ -6,7 +6,10 @@ optional ``bias`` ``(C_out,)``. A state dict therefore moves between them unchan
 
 - ``spconv``: `spconv.pytorch.SubMConv3d`, the reference. Its CPU build races when torch runs more
   than one thread (about 0.1 % of output rows wrong, differently each run), so every call runs
-  under `single_thread` on CPU.
+  under `single_thread` on CPU. It is always built with ``algo=ConvAlgo.Native``: a CUDA wheel would
+  otherwise pick ``MaskImplicitGemm`` for every conv, which asserts CUDA indices, so the reference
+  would fail on CPU tensors (export's parity check, the parity tests). Native runs on CPU and CUDA,
+  and with spconv ≥ 2.2 every algorithm keeps the KRSC weight layout.
 - ``table``: Gather over the neighbour table (one zero row appended for missing neighbours), then one
   MatMul with the kernel flattened to ``(27·C_in, C_out)``: the plugin-free form that exports to ONNX.
 
@@ -251,6 +254,7 @@ def make_subm_conv(
     if backend == "spconv":
         try:
             import spconv.pytorch as spconv
+            from spconv.core import ConvAlgo
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError(
                 "backend 'spconv' needs spconv: pip install '.[cpu]' (or spconv-cu120 on a GPU host)"
@@ -261,6 +265,7 @@ def make_subm_conv(
             kernel_size,
             bias=bias,
             indice_key=indice_key if kernel_size > 1 else None,
+            algo=ConvAlgo.Native,
         )
         return conv
     raise ValueError(f"unknown backend {backend!r}; expected 'table' or 'spconv'")

@@ -91,6 +91,16 @@ def test_non_finite_values_are_refused_with_their_rows(column: int) -> None:
     assert caught.value.code == "non_finite"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_non_finite_cuda_points_are_refused_with_their_rows() -> None:
+    """Preprocessing on a GPU checks CUDA tensors: the bad rows are reported, not a numpy TypeError."""
+    cloud = torch.zeros((6, 4), device="cuda")
+    cloud[3, 0] = float("nan")
+    with pytest.raises(PointsError, match=r"1 of 6 point rows contain NaN or Inf \(first bad rows: 3\)"):
+        check_points(cloud)
+
+
 def test_intensity_that_overflows_on_conversion_is_refused(tmp_path) -> None:
     """A finite KITTI reflectance of 1e38 is Inf once scaled to 0-255: refused, not fed to the model."""
     cloud = np.array([[1, 2, 3, 0.5], [1, 2, 3, 3e38], [1, 2, 3, -2e38]], dtype="<f4")
