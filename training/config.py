@@ -77,7 +77,9 @@ class OptimConfig(_Strict):
 class ScheduleConfig(_Strict):
     """Cosine annealing. ``unit: epoch`` replicates 2DPASS (stepped per epoch with
     ``T_max = epochs − 4``, PyTorch's formula, which rises again after ``T_max``); ``unit: step``
-    anneals per optimiser step over ``t_max`` steps, for step-budgeted runs."""
+    anneals per optimiser step over ``t_max`` steps, for step-budgeted runs. A step budget
+    (``loop.max_steps`` or ``--max-steps``) shorter than the period shortens it to the budget (the
+    full epochs of the budget for ``unit: epoch``), so a short run still anneals to ``eta_min``."""
 
     unit: Literal["epoch", "step"] = "epoch"
     t_max: int | None = Field(None, ge=1)
@@ -88,10 +90,12 @@ class LoopConfig(_Strict):
     """Batching and bookkeeping.
 
     ``batch_size`` is per process; the optimiser steps once every ``accumulate`` batches, so the
-    global batch is ``batch_size × accumulate × world size``.
+    global batch is ``batch_size × accumulate × world size``. The run ends after ``epochs`` epochs or
+    ``max_steps`` optimiser steps, whichever comes first (``--max-steps`` overrides ``max_steps``).
     """
 
     epochs: int = Field(80, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # optimiser steps in total; None: epochs only
     batch_size: int = Field(8, ge=1)
     accumulate: int = Field(1, ge=1)
     seed: int = 0

@@ -1,38 +1,67 @@
 """``python -m training.demo``: rebuild the bundled demo model (`models/demo`) from nothing.
 
 1. generate the synthetic nuScenes-format dataset (`training.data.synthetic`, v1.0-trainval names,
-   so the devkit's train/val splits hold out whole scenes);
-2. train ``training/configs/demo.yaml`` (mode 2ddata, tiny 3D encoder) on CPU;
+   so the devkit's train/val splits hold out whole scenes) into ``WORK/demo-data``;
+2. train ``training/configs/demo.yaml`` (mode 2ddata, tiny 3D encoder) on CPU into ``WORK/demo-train``;
 3. evaluate the best checkpoint on the held-out val scenes;
 4. export it with ``export/to_trt.py`` (ONNX + manifest; a TensorRT engine where TensorRT exists);
 5. write ``MODEL_CARD.md`` and ``metrics.json`` beside the export.
 
-Every step is skipped when its output already exists, so an interrupted rebuild continues.
+Outputs already in ``--work`` are reused (an interrupted rebuild continues) only when they were made
+by the recipe asked for: the data set's ``synthetic.json`` must record the same generator arguments,
+and the run's ``recipe.json`` the same config (name and hash), step budget, seed and data. Otherwise
+the command stops with exit status 2 before doing anything, naming the fields that differ; use a
+fresh ``--work``, or ``--overwrite`` to regenerate / retrain what differs. The model card is written
+from the recorded recipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from seg3d.helptext import plain
 from seg3d.io import write_atomic
-from training.runs import read_train_log, run_command, train_and_evaluate
+from training.config import load_train_config
+from training.data.synthetic import read_recipe
+from training.data.synthetic import recipe as synthetic_recipe
+from training.runs import (
+    RUN_RECIPE,
+    config_digest,
+    read_json,
+    read_train_log,
+    recipe_mismatches,
+    run_command,
+    train_and_evaluate,
+    write_run_recipe,
+)
 
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = {"scenes": 40, "samples_per_scene": 5, "seed": 0, "max_steps": 600}
+CONFIG = "demo"
+VERSION = "v1.0-trainval"
+RENDER_SCALE = 0.5
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training.demo", description=plain(__doc__, first_paragraph=True)
+        prog="python -m training.demo",
+        description=plain(__doc__, first_paragraph=True),
+        epilog="Outputs in --work are reused only when their recorded recipe (generator arguments; config "
+        "name and hash, max steps, seed) matches the one asked for; otherwise exit status 2 names the "
+        "fields that differ. Exit codes: 0 done, 2 refused (nothing was changed).",
     )
     parser.add_argument(
-        "--work", type=Path, default=ROOT / "runs", help="dataset and run folder (default runs/)"
+        "--work",
+        type=Path,
+        default=ROOT / "runs",
+        help="dataset and run folder: WORK/demo-data and WORK/demo-train (default runs/)",
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "models" / "demo", help="export folder (default models/demo)"
@@ -40,17 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenes", type=int, default=DEFAULTS["scenes"], help="synthetic scenes (default 40)"
     )
-    parser.add_argument("--samples-per-scene", type=int, default=DEFAULTS["samples_per_scene"])
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument(
+        "--samples-per-scene",
+        type=int,
+        default=DEFAULTS["samples_per_scene"],
+        help="keyframes per scene (default 5)",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="generator seed (default 0)")
     parser.add_argument(
         "--max-steps", type=int, default=DEFAULTS["max_steps"], help="training steps (default 600)"
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the export already in --out (e.g. the bundled model)",
+        help="replace the export already in --out (e.g. the bundled model), and regenerate / retrain the "
+        "outputs in --work whose recorded recipe differs from the one asked for",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
         # Refused before the data and the training, not after them: export would refuse it too.
         print(
@@ -59,22 +98,68 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     data, run = args.work / "demo-data", args.work / "demo-train"
+    config = load_train_config(CONFIG)
+    data_recipe = synthetic_recipe(VERSION, args.scenes, args.samples_per_scene, args.seed, RENDER_SCALE)
+    run_recipe = {
+        "config": CONFIG,
+        "config_sha256": config_digest(config),
+        "max_steps": args.max_steps,
+        "seed": config.loop.seed,
+        "data": data_recipe,
+    }
+    stale = {
+        folder: recipe_mismatches(recorded(), wanted)
+        for folder, recorded, wanted in (
+            (data, lambda: read_recipe(data), data_recipe),
+            (run, lambda: read_json(run / RUN_RECIPE), run_recipe),
+        )
+        if _holds_something(folder)
+    }
+    stale = {folder: fields for folder, fields in stale.items() if fields}
+    if stale and not args.overwrite:
+        lines = "\n".join(f"  {folder}: {'; '.join(fields)}" for folder, fields in stale.items())
+        print(
+            f"error: --work {args.work} holds outputs made by another recipe than the one asked for:\n"
+            f"{lines}\nReusing them would make a model card that misstates how the model was made. "
+            f"Use a fresh --work (e.g. --work {args.work / 'demo-rebuild'}), or pass --overwrite to "
+            "regenerate / retrain them.",
+            file=sys.stderr,
+        )
+        return 2
+    for folder, fields in stale.items():
+        print(f"--overwrite: replacing {folder} ({'; '.join(fields)})", flush=True)
+        if folder == run:
+            shutil.rmtree(run)
     python = sys.executable
-    if not (data / "v1.0-trainval" / "lidarseg.json").exists():
+    if data in stale or not _holds_something(data):
         run_command([python, "-m", "training.data.synthetic", "--out", str(data),
                      "--scenes", str(args.scenes), "--samples-per-scene", str(args.samples_per_scene),
-                     "--seed", str(args.seed), "--version", "v1.0-trainval", "--overwrite"])  # fmt: skip
-    figures = train_and_evaluate("demo", data, run, args.max_steps, "val")
+                     "--seed", str(args.seed), "--version", VERSION, "--render-scale", str(RENDER_SCALE),
+                     "--overwrite"])  # fmt: skip
+    if not (run / RUN_RECIPE).exists():
+        write_run_recipe(run, run_recipe)
+    figures = train_and_evaluate(CONFIG, data, run, args.max_steps, config.data.val_split)
+    recorded = {"data": read_recipe(data), "run": read_json(run / RUN_RECIPE)}
+    if recorded != {"data": data_recipe, "run": run_recipe}:  # changed under our feet
+        print(f"error: the recipes recorded in {args.work} changed during the rebuild", file=sys.stderr)
+        return 2
     run_command([python, str(ROOT / "export" / "to_trt.py"), "--checkpoint", str(run / "best.pt"),
                  "--out", str(args.out), *(["--overwrite"] if args.overwrite else [])])  # fmt: skip
     log = read_train_log(run)
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
-    write_atomic(args.out / "MODEL_CARD.md", _card(args, figures, log, log[-1].get("train_s")))
+    write_atomic(args.out / "MODEL_CARD.md", _card(recorded["run"], figures, log))
     print(f"demo model written to {args.out}")
     return 0
 
 
-def _card(args: argparse.Namespace, figures: dict, log: list[dict], train_seconds: float | None) -> str:
+def _holds_something(folder: Path) -> bool:
+    return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+
+
+def _card(recipe: dict[str, Any], figures: dict, log: list[dict]) -> str:
+    """The model card, from the run's verified recorded recipe (its data recipe included)."""
+    data = recipe["data"]
+    train_seconds = log[-1].get("train_s")
     crop = figures["crop"]
     rows = "\n".join(
         f"| {name} | {'—' if value is None else f'{100 * value:.1f}'} |"
@@ -86,8 +171,13 @@ def _card(args: argparse.Namespace, figures: dict, log: list[dict], train_second
         else f"{train_seconds / 60:.1f} min of training wall time (data loading in, validation out)"
     )
     command = (
-        f"python -m training.demo --scenes {args.scenes} --samples-per-scene {args.samples_per_scene} "
-        f"--seed {args.seed} --max-steps {args.max_steps}"
+        f"python -m training.demo --scenes {data['scenes']} --samples-per-scene {data['samples_per_scene']} "
+        f"--seed {data['seed']} --max-steps {recipe['max_steps']}"
+    )
+    generator = (
+        f"python -m training.data.synthetic --version {data['version']} --scenes {data['scenes']} "
+        f"--samples-per-scene {data['samples_per_scene']} --seed {data['seed']} "
+        f"--render-scale {data['render_scale']}"
     )
     return f"""# Demo model: 2DDATA, tiny 3D encoder, synthetic scenes only
 
@@ -100,21 +190,25 @@ on nuScenes-lidarseg for a real model.
 
     {command}
 
-(generates the data set, trains, evaluates, exports; each step is skipped when its output exists.)
+(generates the data set, trains, evaluates, exports; a step is skipped when its output exists and
+was made by this recipe.)
 
 ## Data
 
-Synthetic nuScenes-format data set (`python -m training.data.synthetic --version v1.0-trainval
---scenes {args.scenes} --samples-per-scene {args.samples_per_scene} --seed {args.seed}`): procedural streets
-ray-cast with the nuScenes HDL-32E geometry, six cameras, lidarseg labels and 3D boxes. The devkit's
-splits apply to its scene names: training on the `train` scenes, the metrics below on the held-out
-`val` scenes.
+Synthetic nuScenes-format data set, generated by
+
+    {generator}
+
+Procedural streets ray-cast with the nuScenes HDL-32E geometry, six cameras, lidarseg labels and 3D
+boxes. The devkit's splits apply to its scene names: training on the `train` scenes, the metrics
+below on the held-out `val` scenes.
 
 ## Model and training
 
-- config `training/configs/demo.yaml`: mode `2ddata` (ResNet-34 2D encoder + Local Object Branch during
+- config `training/configs/{recipe["config"]}.yaml` (sha256 of its fields `{recipe["config_sha256"][:16]}…`,
+  seed {recipe["seed"]}): mode `2ddata` (ResNet-34 2D encoder + Local Object Branch during
   training), 3D encoder `tiny` (0.2 m cells, width 32, scales 2/4/8/16); only the 3D encoder is exported;
-- {len(log)} optimiser steps of batch 2 on CPU: {timing};
+- {log[-1]["step"]} optimiser steps (budget {recipe["max_steps"]}) of batch 2 on CPU: {timing};
 - final training loss {log[-1]["loss"]:.3f} (sum of every term of the 2DDATA loss).
 
 ## Metrics on the held-out synthetic val scenes (crop, 1 vote)

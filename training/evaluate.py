@@ -1,7 +1,8 @@
 """``python -m training.evaluate``: per-class IoU of a checkpoint's 3D encoder on a split.
 
-    python -m training.evaluate --checkpoint runs/demo/best.pt --data-root data/synthetic --split val
+    python -m training.evaluate --checkpoint runs/demo-train/best.pt --data-root runs/demo-data
 
+The split defaults to the checkpoint's validation split (its config's ``data.val_split``).
 Prints a Markdown IoU table with the mIoU, the mIoU of the interest classes (the classes of the
 Local Object Branch's boxes) and of the others, for the crop (2DPASS's metric) and the full scan
 (points outside the crop take their nearest in-crop label, as the service does). ``--json`` writes
@@ -26,6 +27,7 @@ from seg3d.classes import nuscenes_train_id
 from seg3d.helptext import plain
 from seg3d.io import write_atomic
 from training.config import TrainConfig
+from training.data.nuscenes import version_splits
 from training.data.protocol import EvaluationDataset
 from training.datasets import build_dataset
 from training.evaluation import evaluate_dataset
@@ -44,26 +46,54 @@ def interest_groups(config: TrainConfig) -> dict[str, list[str]]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description=plain(__doc__, first_paragraph=True)
+        prog="python -m training.evaluate",
+        description=plain(__doc__, first_paragraph=True),
+        epilog="Prints per-class IoU tables for the crop (2DPASS's metric) and the full scan. Exit codes: "
+        "0 done, 2 bad arguments, checkpoint or data (the message says what and how to fix it).",
     )
     parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="a training checkpoint (last.pt or best.pt)"
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a checkpoint written by training.train (OUT/best.pt or OUT/last.pt); its config says the "
+        "model, the data set and its version",
     )
-    parser.add_argument("--data-root", required=True, type=Path, help="data set root")
+    parser.add_argument(
+        "--data-root",
+        required=True,
+        type=Path,
+        help="data set root, of the data set and (nuScenes) table version the checkpoint was trained "
+        "on (its config's data.nuscenes.version)",
+    )
     parser.add_argument(
         "--split",
-        default="val",
-        help="devkit split (nuScenes: train, val, test, mini_train, mini_val) or train/val "
-        "(SemanticKITTI); default: val",
+        default=None,
+        help="split to evaluate: a devkit split of the checkpoint's version (v1.0-trainval: train, val; "
+        "v1.0-mini: mini_train, mini_val; v1.0-test: test, unlabelled: submission only) or train/val "
+        "(SemanticKITTI). Default: the checkpoint's validation split (its config's data.val_split: "
+        "val for the bundled nuScenes configs and the demo)",
     )
     parser.add_argument(
-        "--tta", type=int, default=1, help="test-time votes (random yaw + translation), default 1"
+        "--tta",
+        type=int,
+        default=1,
+        help="test-time votes (random yaw + translation; default 1: no augmentation)",
     )
-    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument(
-        "--submission", type=Path, default=None, help="write the nuScenes-lidarseg submission layout here"
+        "--json", type=Path, default=None, help="also write the figures as JSON here (default: printed only)"
     )
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate the first N samples only")
+    parser.add_argument(
+        "--submission",
+        type=Path,
+        default=None,
+        help="write the nuScenes-lidarseg submission layout here (nuScenes only; default: none)",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="evaluate the first N samples only (default: every sample of the split)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return parser
 
@@ -81,9 +111,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         config = TrainConfig.model_validate(checkpoint.training["config"])
         encoder = load_encoder(checkpoint, backend="table", device=args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.split = args.split or config.data.val_split
+    try:
         dataset = build_dataset(config, args.data_root, args.split, training=False)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if config.data.dataset == "nuscenes":
+            print(
+                f"note: {args.checkpoint} was trained on nuScenes {config.data.nuscenes.version} "
+                f"(config {config.name!r}); evaluation reads that version's tables, so --data-root must "
+                f"hold {config.data.nuscenes.version}/ and --split be one of its splits "
+                f"({', '.join(version_splits(config.data.nuscenes.version))})",
+                file=sys.stderr,
+            )
         return 2
     nuscenes = config.data.dataset == "nuscenes"
     submission = (

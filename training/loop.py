@@ -3,7 +3,10 @@
 One optimiser step = ``accumulate`` batches per process; DDP averages gradients across processes,
 so the global batch is ``batch_size × accumulate × world``. Each step clips the total gradient norm
 and skips the update when the loss or the norm is not finite. The cosine schedule steps per epoch
-(2DPASS) or per step. ``last.pt`` is written every ``checkpoint_every`` steps, at each validation
+(2DPASS) or per step; a step budget (``max_steps``: the argument, else ``loop.max_steps``) ends the
+run, sets the progress bar's total and, when shorter, the schedule's period (`schedule_period`), and
+the run still ends validated, with ``best.pt`` and ``last.pt``. A resumed run keeps the period
+it started with. ``last.pt`` is written every ``checkpoint_every`` steps, at each validation
 and at the end, ``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
 previous complete file. ``--resume`` restores the model, optimiser, scheduler, step, position in
 the epoch and RNG states, and the sampler skips the batches already done. ``train_log.jsonl``
@@ -43,7 +46,7 @@ from training.evaluation import evaluate_dataset
 from training.model import TrainingModel, build_training_model
 from training.sampler import EpochSampler
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "schedule_period", "train"]
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -166,9 +169,11 @@ def train(
         ValueError: resuming a checkpoint of another model or mode.
     """
     out = Path(out)
+    if max_steps is not None:  # recorded in the run's config.yaml and checkpoints
+        config = config.model_copy(update={"loop": config.loop.model_copy(update={"max_steps": max_steps})})
     env = setup_distributed(device)
     try:
-        return _train(_setup(config, Path(data_root), out, max_steps, resume, env, progress, on_step))
+        return _train(_setup(config, Path(data_root), out, resume, env, progress, on_step))
     finally:
         env.close()
 
@@ -243,7 +248,6 @@ def _setup(
     config: TrainConfig,
     data_root: Path,
     out: Path,
-    max_steps: int | None,
     resume: bool,
     env: Distributed,
     progress: bool,
@@ -258,6 +262,16 @@ def _setup(
     torch.manual_seed(loop.seed)  # same initial weights on every process
     train_set = build_dataset(config, data_root, "train", training=True)
     val_set = build_dataset(config, data_root, config.data.val_split, training=False) if env.is_main else None
+    sampler = EpochSampler(
+        len(train_set), loop.batch_size, shuffle=True, seed=loop.seed, rank=env.rank, world=env.world
+    )
+    steps_per_epoch = len(sampler) // loop.accumulate
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{len(train_set)} training samples are too few for batch {loop.batch_size} × accumulate "
+            f"{loop.accumulate} × {env.world} process(es)"
+        )
+    total_steps = int(min(steps_per_epoch * loop.epochs, loop.max_steps or math.inf))
     class_weights = build_class_weights(config, train_set)
     model = build_training_model(config.model, config.branch, class_weights).to(env.device)
     # On CPU, convolve over the present neighbour taps only: same values, and the backward pass
@@ -271,7 +285,9 @@ def _setup(
         weight_decay=config.optim.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.t_max, eta_min=config.schedule.eta_min
+        optimizer,
+        T_max=schedule_period(config, steps_per_epoch, total_steps),
+        eta_min=config.schedule.eta_min,
     )
     state = _resume(out / LAST, config, model, optimizer, scheduler) if resume else TrainState()
     if env.is_main:
@@ -282,15 +298,6 @@ def _setup(
         if env.world > 1
         else model
     )
-    sampler = EpochSampler(
-        len(train_set), loop.batch_size, shuffle=True, seed=loop.seed, rank=env.rank, world=env.world
-    )
-    steps_per_epoch = len(sampler) // loop.accumulate
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"{len(train_set)} training samples are too few for batch {loop.batch_size} × accumulate "
-            f"{loop.accumulate} × {env.world} process(es)"
-        )
     loader_kwargs: dict[str, Any] = {
         "batch_sampler": sampler,
         "collate_fn": partial(collate, config=config.model),
@@ -303,7 +310,6 @@ def _setup(
         if loop.amp and env.device.type == "cuda"
         else contextlib.nullcontext
     )
-    total_steps = int(min(steps_per_epoch * loop.epochs, max_steps or math.inf))
     bar = tqdm(total=total_steps, initial=state.step, disable=not (progress and env.is_main), unit="step")
     return _Run(
         config=config,
@@ -328,14 +334,25 @@ def _setup(
     )
 
 
+def schedule_period(config: TrainConfig, steps_per_epoch: int, total_steps: int) -> int:
+    """``T_max`` of the cosine schedule: the config's period (`TrainConfig.t_max`), shortened to the
+    run's step budget when that is shorter, in the schedule's unit (whole epochs for ``epoch``)."""
+    if config.schedule.unit == "step":
+        return max(1, min(config.t_max, total_steps))
+    return max(1, min(config.t_max, total_steps // steps_per_epoch))
+
+
 def _prepare_out(out: Path, config: TrainConfig, resume: bool, step: int) -> None:
-    """Write the config, drop the temporaries of a cut write, and on resume the log lines of the
-    steps that will be redone."""
+    """Write the config, drop the temporaries of a cut write, and the log lines of steps that will be
+    redone: on resume those after the checkpoint, on a new run all of them (a run cut before its
+    first checkpoint)."""
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", config.to_yaml())
     for stale in out.glob(".*.tmp"):  # a write cut by a kill; the complete file beside it is kept
         stale.unlink()
     log_path = out / "train_log.jsonl"
+    if not resume and log_path.exists():  # the lines of a run cut before its first checkpoint
+        write_atomic(log_path, "")
     if resume and log_path.exists():  # steps logged after the checkpoint are redone: drop them
         kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
         write_atomic(log_path, "".join(f"{line}\n" for line in kept))

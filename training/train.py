@@ -2,7 +2,7 @@
 
 Single process::
 
-    python -m training.train --config demo --data-root data/synthetic --out runs/demo
+    python -m training.train --config demo --data-root runs/demo-data --out runs/demo-train --max-steps 40
 
 Several processes (DistributedDataParallel; NCCL on GPUs, gloo on CPU)::
 
@@ -30,25 +30,50 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
         description=plain(__doc__, first_paragraph=True),
-        epilog="Checkpoints: OUT/last.pt (every loop.checkpoint_every steps, each validation, the end) and "
-        "OUT/best.pt (best validation mIoU); both load with export/to_trt.py --checkpoint. "
-        "TensorBoard logs: OUT/tensorboard.",
+        epilog="Data: trains on the config's training split (nuScenes: data.nuscenes.split of the "
+        "data.nuscenes.version table folder; train / v1.0-trainval in the bundled configs) and validates on "
+        "data.val_split (val) every loop.val_every epochs and once more at the end. "
+        "Checkpoints: OUT/last.pt (every loop.checkpoint_every steps, each validation, the end) and "
+        "OUT/best.pt (best validation mIoU; always written by the end of a run); both load with "
+        "training.evaluate and export/to_trt.py --checkpoint. Logs: OUT/train_log.jsonl (one line per "
+        "step), OUT/config.yaml, OUT/tensorboard. Exit codes: 0 done, 2 bad arguments or data (the message "
+        "says what and how to fix it), 130 interrupted (continue with --resume).",
     )
     parser.add_argument(
         "--config", required=True, help=f"training config: a YAML path or a bundled name ({bundled})"
     )
     parser.add_argument(
-        "--data-root", required=True, type=Path, help="data set root (nuScenes layout or SemanticKITTI)"
+        "--data-root",
+        required=True,
+        type=Path,
+        help="data set root: nuScenes layout (holding the config's data.nuscenes.version folder, e.g. "
+        "from python -m training.data.synthetic) or SemanticKITTI",
     )
-    parser.add_argument("--out", required=True, type=Path, help="run folder for checkpoints, config and logs")
     parser.add_argument(
-        "--max-steps", type=int, default=None, help="stop after this many optimiser steps in total"
+        "--out",
+        required=True,
+        type=Path,
+        help="run folder for checkpoints, config and logs; must not hold a run unless --resume",
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many optimiser steps in total, validating and writing best.pt and last.pt at "
+        "the end; a shorter cosine schedule follows it (default: the config's loop.max_steps, else "
+        "loop.epochs epochs; demo: 600 steps)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (default: start a new run)",
+    )
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda:<local rank> if available, else cpu)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar over the run's steps)"
+    )
     return parser
 
 

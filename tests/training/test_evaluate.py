@@ -97,3 +97,29 @@ def test_bad_checkpoint_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad.write_bytes(b"junk")
     assert evaluate(["--checkpoint", str(bad), "--data-root", str(tmp_path)]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_the_default_split_is_the_checkpoints_validation_split(
+    run: Path, synthetic_nuscenes: Path, tmp_path: Path
+) -> None:
+    """The checkpoint was trained on v1.0-mini (val_split mini_val): without --split, evaluate reads
+    mini_val, not nuScenes' val (which v1.0-mini does not have)."""
+    figures = tmp_path / "m.json"
+    code = evaluate([
+        "--checkpoint", str(run / "best.pt"), "--data-root", str(synthetic_nuscenes),
+        "--max-samples", "2", "--json", str(figures),
+    ])  # fmt: skip
+    assert code == 0
+    assert json.loads(figures.read_text())["split"] == "mini_val"
+
+
+def test_a_root_of_another_version_says_which_the_checkpoint_needs(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    (root / "v1.0-trainval").mkdir(parents=True)
+    assert evaluate(["--checkpoint", str(run / "best.pt"), "--data-root", str(root)]) == 2
+    error = capsys.readouterr().err
+    assert f"Version folder(s) found in {root}: v1.0-trainval" in error
+    assert f"python -m training.data.synthetic --out {root} --version v1.0-mini --overwrite" in error
+    assert "was trained on nuScenes v1.0-mini" in error and "(mini_train, mini_val)" in error

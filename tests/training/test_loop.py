@@ -158,3 +158,46 @@ def test_an_existing_run_is_not_overwritten(
     )
     err = capsys.readouterr().err
     assert returncode == 2 and "v1.0-mini is missing" in err
+
+
+def test_a_step_budget_sets_the_bar_and_the_schedule_and_ends_validated(
+    synthetic_nuscenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-steps 3 on a config whose schedule spans 10 steps and whose epochs are 40 steps, validating
+    every 1000 epochs: the bar counts 3 steps, the cosine reaches eta_min at step 3, and the run ends
+    with a validated best.pt and last.pt at step 3 (no val_every boundary was reached)."""
+    from training.config import TrainConfig
+    from training.loop import train
+
+    config = TrainConfig.model_validate(
+        {**CONFIG, "loop": {**CONFIG["loop"], "accumulate": 1, "checkpoint_every": 100}}
+    )
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_log.jsonl").write_text(
+        '{"step": 7, "loss": 1.0}\n'
+    )  # a run cut before its first checkpoint
+    result = train(config, synthetic_nuscenes, out, max_steps=3, progress=True)
+    assert result.steps == 3 and result.epochs_done == 0
+    assert "3/3" in capsys.readouterr().err  # the progress bar's total is the budget
+    log = _log(out)
+    assert [row["step"] for row in log] == [1, 2, 3]  # the stale line is gone
+    assert log[-1]["lr"] == pytest.approx(config.schedule.eta_min)  # annealed over the 3 steps
+    assert log[0]["lr"] > 0.5 * config.optim.lr
+    for name in ("best.pt", "last.pt"):
+        state = load_checkpoint(out / name).training["state"]
+        assert state["step"] == 3 and len(state["history"]) == 1  # validated at the end
+    assert yaml.safe_load((out / "config.yaml").read_text())["loop"]["max_steps"] == 3
+
+
+def test_schedule_period_follows_the_budget() -> None:
+    from training.config import TrainConfig, load_train_config
+    from training.loop import schedule_period
+
+    demo = load_train_config("demo")
+    assert demo.loop.max_steps == demo.schedule.t_max == 600  # the bar shows 600 steps without --max-steps
+    assert schedule_period(demo, steps_per_epoch=80, total_steps=600) == 600
+    assert schedule_period(demo, steps_per_epoch=80, total_steps=40) == 40
+    per_epoch = TrainConfig.model_validate({**CONFIG, "schedule": {"unit": "epoch"}, "loop": {"epochs": 12}})
+    assert schedule_period(per_epoch, steps_per_epoch=10, total_steps=120) == 8  # 2DPASS: epochs - 4
+    assert schedule_period(per_epoch, steps_per_epoch=10, total_steps=35) == 3  # the budget's whole epochs

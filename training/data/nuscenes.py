@@ -54,6 +54,9 @@ __all__ = [
     "NuScenesDataset",
     "NuScenesOptions",
     "check_nuscenes_layout",
+    "generator_command",
+    "layout_hint",
+    "version_splits",
 ]
 
 #: The six cameras in 2DPASS's order (a random pick draws an index into this tuple).
@@ -139,17 +142,20 @@ def check_nuscenes_layout(root: str | Path, version: str, lidarseg: bool = True)
 
     Raises:
         FileNotFoundError: naming the missing folder or table, before the devkit fails with a bare
-            assertion.
+            assertion, and saying how to fix it (`layout_hint`).
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"nuScenes data root not found: {root}")
+        raise FileNotFoundError(
+            f"nuScenes data root not found: {root}. Point --data-root at a nuScenes root (samples/, "
+            f"lidarseg/ and the {version} table folder), or generate a synthetic one: "
+            f"{generator_command(root, version)}"
+        )
     tables = root / version
     if not tables.is_dir():
-        found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v1.0"))
         raise FileNotFoundError(
-            f"{root} is not a nuScenes {version} layout: table folder {tables} is missing"
-            + (f" (found {found})" if found else "")
+            f"{root} is not a nuScenes {version} layout: table folder {tables} is missing. "
+            + layout_hint(root, version)
         )
     needed = [*NUSCENES_TABLES, *(["lidarseg"] if lidarseg else [])]
     missing = [name for name in needed if not (tables / f"{name}.json").is_file()]
@@ -157,10 +163,49 @@ def check_nuscenes_layout(root: str | Path, version: str, lidarseg: bool = True)
         raise FileNotFoundError(
             f"{root} is not a complete nuScenes {version} layout: missing table(s) "
             + ", ".join(str(tables / f"{name}.json") for name in missing)
+            + f". Restore the data set, or regenerate a synthetic one: "
+            f"{generator_command(root, version, overwrite=True)}"
         )
     if not (root / "samples").is_dir():
-        raise FileNotFoundError(f"{root} is not a nuScenes layout: folder {root / 'samples'} is missing")
+        raise FileNotFoundError(
+            f"{root} is not a complete nuScenes layout: folder {root / 'samples'} is missing. Restore "
+            f"the data set, or regenerate a synthetic one: {generator_command(root, version, overwrite=True)}"
+        )
     return tables
+
+
+def generator_command(root: str | Path, version: str, overwrite: bool = False) -> str:
+    """The command that writes a synthetic ``version`` data set at ``root``."""
+    return f"python -m training.data.synthetic --out {root} --version {version}" + (
+        " --overwrite" if overwrite else ""
+    )
+
+
+def version_splits(version: str) -> tuple[str, ...]:
+    """The devkit splits that belong to ``version``."""
+    return tuple(s for s in SPLITS if _split_version(s) == version)
+
+
+def layout_hint(root: str | Path, version: str) -> str:
+    """How to fix a root without a ``version`` table folder: the version folders it has, the config
+    fields that select one (with that version's splits), and the command that regenerates it."""
+    root = Path(root)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v1.0"))
+    if not found:
+        return (
+            f"It has no v1.0-* table folder; generate a synthetic {version} data set there with: "
+            f"{generator_command(root, version, overwrite=True)}"
+        )
+    other = next((name for name in found if name != "v1.0-test"), found[0])
+    splits = version_splits(other)
+    fields = f"data.nuscenes.version: {other}" + (f", data.nuscenes.split: {splits[0]}" if splits else "")
+    if len(splits) > 1:
+        fields += f", data.val_split: {splits[1]}"
+    return (
+        f"Version folder(s) found in {root}: {', '.join(found)}. Either train with a config that "
+        f"reads that version (set {fields}), or, for a synthetic root, regenerate it as {version}: "
+        f"{generator_command(root, version, overwrite=True)}"
+    )
 
 
 def _split_version(split: str) -> str:
@@ -232,7 +277,11 @@ class NuScenesDataset(Dataset[LidarSample]):
                 "trains 16 classes + ignore: use a nuScenes config"
             )
         if _split_version(options.split) != options.version:
-            raise ValueError(f"split {options.split!r} does not belong to version {options.version!r}")
+            raise ValueError(
+                f"split {options.split!r} does not belong to version {options.version!r} (its splits: "
+                f"{', '.join(version_splits(options.version))}); set data.nuscenes.split / "
+                "data.val_split (training) or --split (evaluation) to one of them"
+            )
         check_nuscenes_layout(self.root, options.version, lidarseg=labelled)
         if nusc is None:
             from nuscenes.nuscenes import NuScenes

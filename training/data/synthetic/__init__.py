@@ -2,8 +2,9 @@
 
 ``generate(out, scenes, samples_per_scene, seed, version)`` writes ``<out>/<version>/*.json`` (every
 table ``nuscenes.NuScenes`` loads, plus ``lidarseg.json``), ``samples/LIDAR_TOP/*.pcd.bin``,
-``samples/CAM_*/*.jpg`` (1600×900), ``lidarseg/<version>/*_lidarseg.bin`` and ``maps/*.png``; the
-devkit loads it as it loads nuScenes, and its split lists apply (scene names are theirs).
+``samples/CAM_*/*.jpg`` (1600×900), ``lidarseg/<version>/*_lidarseg.bin``, ``maps/*.png`` and
+``synthetic.json`` (the arguments that fix the bytes: `read_recipe`); the devkit loads it as it
+loads nuScenes, and its split lists apply (scene names are theirs).
 
 Each scene is a random street (`world`): road, sidewalks, terrain and paved patches, buildings,
 vegetation, street furniture and annotated objects of the 11 box classes that make up the 16
@@ -17,7 +18,21 @@ and ``bench/synthetic.py``.
 Command line: ``python -m training.data.synthetic --out DIR`` (``--help`` for the options).
 """
 
-from training.data.synthetic.generator import GenerationReport, generate
+from training.data.synthetic.generator import (
+    RECIPE_FILE,
+    GenerationReport,
+    generate,
+    read_recipe,
+    recipe,
+)
 from training.data.synthetic.plan import VERSIONS, GenerationError
 
-__all__ = ["VERSIONS", "GenerationError", "GenerationReport", "generate"]
+__all__ = [
+    "RECIPE_FILE",
+    "VERSIONS",
+    "GenerationError",
+    "GenerationReport",
+    "generate",
+    "read_recipe",
+    "recipe",
+]

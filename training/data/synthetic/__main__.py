@@ -21,7 +21,10 @@ def _parser() -> argparse.ArgumentParser:
         "--out", required=True, help="destination folder; must be absent or empty (see --overwrite)"
     )
     parser.add_argument(
-        "--scenes", type=int, default=10, help="number of scenes (default 10; at most 10 for v1.0-mini)"
+        "--scenes",
+        type=int,
+        default=10,
+        help="number of scenes (default 10; at most 10 for v1.0-mini, 850 for v1.0-trainval)",
     )
     parser.add_argument(
         "--samples-per-scene", type=int, default=5, help="keyframes per scene, 0.5 s apart (default 5)"
@@ -32,9 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         choices=VERSIONS,
-        default="v1.0-mini",
-        help="table folder and scene names: v1.0-mini uses the devkit's mini_train/mini_val names, "
-        "v1.0-trainval its train/val names with about 20%% val (default v1.0-mini)",
+        default="v1.0-trainval",
+        help="table folder and scene names: v1.0-trainval uses the devkit's train/val names with about "
+        "20%% of the scenes (whole scenes) in val, as the bundled training configs read it; v1.0-mini "
+        "its mini_train/mini_val names (at most 10 scenes; train with data.nuscenes.version v1.0-mini, "
+        "split mini_train, data.val_split mini_val) (default v1.0-trainval)",
     )
     parser.add_argument(
         "--workers",

@@ -2,12 +2,15 @@
 
 Everything is written into a staging folder beside the destination (``<out>.partial-<pid>``) that
 is renamed to ``<out>`` only once complete, so an interrupted run never leaves a dataset that looks
-whole. Keyframes draw from per-scene, per-sample random streams, so the bytes written do not depend
-on the number of workers.
+whole. ``<out>/synthetic.json`` records the arguments that determine the bytes (`recipe`), so a
+workflow can check that an existing data set is the one it asks for (`read_recipe`). Keyframes
+draw from per-scene, per-sample random streams, so the bytes written do not depend on the number
+of workers.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -24,7 +27,10 @@ from training.data.synthetic.plan import GenerationError, ScenePlan, plan_scenes
 from training.data.synthetic.tables import build_tables, write_tables
 from training.data.synthetic.world import World, build_world
 
-__all__ = ["GenerationReport", "generate", "plan_worlds"]
+__all__ = ["RECIPE_FILE", "GenerationReport", "generate", "plan_worlds", "read_recipe", "recipe"]
+
+#: The file in a generated data set's root that records its `recipe`.
+RECIPE_FILE = "synthetic.json"
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,31 @@ def plan_worlds(
     ]
 
 
+def recipe(
+    version: str, scenes: int, samples_per_scene: int, seed: int, render_scale: float
+) -> dict[str, object]:
+    """The arguments that fix a generated data set's bytes (the worker count does not), as
+    ``synthetic.json`` records them."""
+    return {
+        "generator": "training.data.synthetic",
+        "version": version,
+        "scenes": scenes,
+        "samples_per_scene": samples_per_scene,
+        "seed": seed,
+        "render_scale": render_scale,
+    }
+
+
+def read_recipe(root: str | Path) -> dict[str, object] | None:
+    """The recipe ``root/synthetic.json`` records, or None when there is none (not generated here,
+    or by an older generator) or it is unreadable."""
+    try:
+        data = json.loads((Path(root) / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _check_destination(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise GenerationError(f"--out {out} exists and is not a folder")
@@ -92,7 +123,7 @@ def generate(
     scenes: int = 10,
     samples_per_scene: int = 5,
     seed: int = 0,
-    version: str = "v1.0-mini",
+    version: str = "v1.0-trainval",
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -105,7 +136,9 @@ def generate(
         scenes: number of scenes; at most 10 for ``v1.0-mini`` (its devkit split lists).
         samples_per_scene: keyframes per scene (2 Hz).
         seed: fixes everything; the same arguments give byte-identical files.
-        version: ``v1.0-mini`` or ``v1.0-trainval`` (table folder name and scene names).
+        version: ``v1.0-trainval`` (default; about 20% of the scenes in the devkit's ``val``
+            split, whole scenes) or ``v1.0-mini`` (``mini_train`` / ``mini_val``): the table folder
+            name and the scene names.
         workers: processes simulating keyframes (default: CPU count); does not change the output.
         overwrite: replace a non-empty ``out``.
         progress: show a progress bar over keyframes.
@@ -155,6 +188,8 @@ def generate(
         tables = build_tables(seed, version, plans, worlds, results)
         write_tables(staging, version, tables)
         write_map_masks(staging, seed, plans, worlds)
+        made = recipe(version, scenes, samples_per_scene, seed, render_scale)
+        (staging / RECIPE_FILE).write_text(json.dumps(made, indent=2) + "\n")
         _publish(staging, out, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

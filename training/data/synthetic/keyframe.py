@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from seg3d.classes import NUSCENES_RAW_CLASSES
+from seg3d.points import PointFormat, write_points
 from training.data.synthetic.lidar import sweep
 from training.data.synthetic.plan import ScenePlan, scene_rng
 from training.data.synthetic.render import CameraView, render_camera
@@ -113,7 +114,8 @@ def make_keyframe(task: KeyframeTask) -> KeyframeResult:
 
     lidar_name = task.root / sample_data_filename(plan, LIDAR_CHANNEL, times.lidar)
     lidar_name.parent.mkdir(parents=True, exist_ok=True)
-    scan.points.astype("<f4").tofile(lidar_name)
+    # the nuScenes layout, intensity on its own 0-255 scale, as the one point writer defines it
+    write_points(lidar_name, scan.points[:, :4], PointFormat.NUSCENES, 255.0, ring=scan.points[:, 4])
     label_name = task.root / lidarseg_filename(
         task.version, sample_data_token(task.seed, plan, k, LIDAR_CHANNEL)
     )

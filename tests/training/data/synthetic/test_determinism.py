@@ -18,14 +18,14 @@ def test_same_seed_gives_the_same_bytes_with_any_worker_count(tmp_path: Path) ->
     generate(tmp_path / "one", scenes=2, samples_per_scene=1, seed=7, workers=1)
     generate(tmp_path / "two", scenes=2, samples_per_scene=1, seed=7, workers=2)
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
-    assert len(one) == 2 * 7 + 2 + 14 + 2  # keyframe files, lidarseg labels, tables, two maps
+    assert len(one) == 2 * 7 + 2 + 14 + 2 + 1  # keyframe files, lidarseg labels, tables, two maps, recipe
     assert one.keys() == two.keys()
     assert [name for name in one if one[name] != two[name]] == []
 
 
 def test_another_seed_gives_another_dataset(tmp_path: Path) -> None:
-    generate(tmp_path / "a", scenes=1, samples_per_scene=1, seed=7, workers=1)
-    generate(tmp_path / "b", scenes=1, samples_per_scene=1, seed=8, workers=1)
+    generate(tmp_path / "a", scenes=1, samples_per_scene=1, seed=7, workers=1, version="v1.0-mini")
+    generate(tmp_path / "b", scenes=1, samples_per_scene=1, seed=8, workers=1, version="v1.0-mini")
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
     sweeps = [[v for k, v in files.items() if k.startswith("samples/LIDAR_TOP/")] for files in (a, b)]
     assert len(sweeps[0]) == len(sweeps[1]) == 1 and sweeps[0] != sweeps[1]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from training.data.synthetic import read_recipe, recipe
 from training.data.synthetic.__main__ import main
 
 
@@ -46,11 +47,11 @@ def test_a_non_empty_destination_is_refused(tmp_path: Path, capsys: pytest.Captu
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--scenes", "11"], "v1.0-mini has 10 scenes"),
+        (["--version", "v1.0-mini", "--scenes", "11"], "v1.0-mini has 10 scenes"),
         (["--scenes", "0"], "--scenes must be at least 1"),
         (["--samples-per-scene", "0"], "--samples-per-scene must be at least 1"),
         (["--workers", "0"], "--workers must be at least 1"),
-        (["--version", "v1.0-trainval", "--scenes", "851"], "v1.0-trainval has 850 scenes"),
+        (["--scenes", "851"], "v1.0-trainval has 850 scenes"),  # the default version
     ],
 )
 def test_impossible_requests_are_refused(
@@ -68,14 +69,21 @@ def test_the_command_writes_and_overwrites_a_dataset(
 
     out = tmp_path / "data"
     arguments = ["--out", str(out), "--scenes", "2", "--samples-per-scene", "1", "--workers", "1"]
-    assert main([*arguments, "--version", "v1.0-trainval"]) == 0
-    assert "2 scenes, 2 samples" in capsys.readouterr().out
+    assert main(arguments) == 0  # v1.0-trainval by default, as the bundled training configs read it
+    assert "v1.0-trainval: 2 scenes, 2 samples" in capsys.readouterr().out
     nusc = NuScenes(version="v1.0-trainval", dataroot=str(out), verbose=False)
     from nuscenes.utils.splits import create_splits_scenes
 
     splits = create_splits_scenes()
     assert {s["name"] for s in nusc.scene} == {splits["train"][0], splits["val"][0]}
     assert main(arguments) == 2  # now in the way
-    assert main([*arguments, "--overwrite", "--quiet", "--seed", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["lidarseg", "maps", "samples", "v1.0-mini"]
+    assert main([*arguments, "--overwrite", "--quiet", "--seed", "1", "--version", "v1.0-mini"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "lidarseg",
+        "maps",
+        "samples",
+        "synthetic.json",
+        "v1.0-mini",
+    ]
+    assert read_recipe(out) == recipe("v1.0-mini", scenes=2, samples_per_scene=1, seed=1, render_scale=0.5)
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
