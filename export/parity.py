@@ -1,11 +1,17 @@
-"""ONNX Runtime against the `spconv` PyTorch reference on real scans: the figures of the manifest."""
+"""A runtime against the `spconv` PyTorch reference on real scans: the figures of the manifest.
+
+The runtime is an ONNX Runtime session (the graph, on CPU), or the built TensorRT engine through
+`EngineSession`, which gives it the same ``run(output_names, feeds)`` call.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
@@ -16,7 +22,7 @@ from seg3d.model import Encoder3D
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan
 
-__all__ = ["ort_session", "run_parity"]
+__all__ = ["EngineSession", "engine_session", "ort_session", "run_parity"]
 
 
 def ort_session(onnx_bytes: bytes, threads: int | None = None) -> Any:  # onnxruntime.InferenceSession
@@ -26,6 +32,29 @@ def ort_session(onnx_bytes: bytes, threads: int | None = None) -> Any:  # onnxru
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+class EngineSession:
+    """A TensorRT engine behind ONNX Runtime's ``run(output_names, feeds)`` (numpy in and out)."""
+
+    def __init__(self, backend: Any) -> None:  # serve.backends.TensorRTBackend
+        self.backend = backend
+        self.description = "TensorRT engine on CUDA"
+
+    def run(self, names: list[str], feeds: dict[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        outputs = self.backend.run({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+        return [outputs[name].cpu().numpy() for name in names]
+
+
+def engine_session(model_dir: Path, config: ModelConfig) -> EngineSession:
+    """The engine ``model_dir/model.engine`` on this GPU, for `run_parity`."""
+    import tensorrt as trt
+
+    from serve.backends import TensorRTBackend
+
+    session = EngineSession(TensorRTBackend.load(model_dir, config))
+    session.description = f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(0)}"
+    return session
 
 
 def run_parity(

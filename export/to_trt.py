@@ -8,7 +8,8 @@
 Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder -> fold
 BatchNorm -> write the graph with dynamic point/voxel/table dims -> ONNX checker and the TensorRT
 operator allowlist (export/trt_allowlist.yaml) -> ONNX Runtime parity against the spconv PyTorch
-reference -> model.engine when TensorRT and a GPU are present -> manifest.json. Files are staged and
+reference -> model.engine when TensorRT and a GPU are present, with the same parity gate run on the
+engine itself -> manifest.json. Files are staged and
 moved into --out only when every step succeeded; a non-empty --out is refused unless --overwrite.
 
 Parity runs on the scans of --parity-scans; without them on the real scans of $SEG3D_REAL_DATA or
@@ -38,8 +39,14 @@ import torch
 from export.allowlist import AllowlistViolation, check_graph
 from export.manifest import build_manifest
 from export.onnx_graph import build_encoder_graph
-from export.parity import ort_session, run_parity
-from export.profiles import profile_shapes
+from export.parity import engine_session, ort_session, run_parity
+from export.profiles import (
+    check_max_points,
+    default_workspace_bytes,
+    max_points_limit,
+    memory_estimate,
+    profile_shapes,
+)
 from export.tensorrt_build import TensorRTUnavailable, build_engine, tensorrt_status
 from seg3d.checkpoint import (
     ENCODER_PREFIX,
@@ -114,9 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--onnx-only", action="store_true", help="skip the TensorRT engine even if TensorRT is present"
     )
-    p.add_argument("--max-points", type=int, default=300_000, help="engine profile max points (default 300k)")
+    p.add_argument(
+        "--max-points",
+        type=int,
+        default=300_000,
+        help="engine profile max points (default 300k; the largest tensor must stay under 2^31 elements: "
+        f"at most {max_points_limit(load_config('nuscenes_full')):,} for nuscenes_full)",
+    )
     p.add_argument("--opt-points", type=int, default=35_000, help="engine profile opt points (default 35k)")
-    p.add_argument("--min-points", type=int, default=1_000, help="engine profile min points (default 1k)")
+    p.add_argument(
+        "--min-points", type=int, default=1, help="engine profile min points (default 1: any cloud)"
+    )
     p.add_argument(
         "--skip-parity", action="store_true", help="do not run the ONNX Runtime vs spconv check (warns)"
     )
@@ -138,7 +153,12 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="fail (exit 3) when the parity check would be skipped"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init weights (default 0)")
-    p.add_argument("--workspace-gib", type=float, default=8.0, help="TensorRT builder workspace (default 8)")
+    p.add_argument(
+        "--workspace-gib",
+        type=float,
+        help="TensorRT builder workspace (default: what the GPU has beyond the estimated activations "
+        "and 2 GiB, between 1 and 8 GiB)",
+    )
     return p
 
 
@@ -247,6 +267,46 @@ def _check_parity(
     )
 
 
+def _check_engine_parity(
+    folder: Path,
+    engine: EngineInfo,
+    model: Encoder3D,
+    config: ModelConfig,
+    precision: Precision,
+    user: list[RealScan] | None = None,
+) -> EngineInfo:
+    """The ONNX parity gate, same scans and thresholds, on the built engine: TensorRT may pick
+    other kernels (and TF32 or fp16 accumulation) than ONNX Runtime on CPU."""
+    scans, source = _parity_scans(user, config)
+    reference = Encoder3D(config, "spconv")
+    reference.load_state_dict(model.state_dict())
+    session = engine_session(folder, config)
+    results = run_parity(session, reference.eval(), config, scans)
+    worst = min(r.argmax_agreement for r in results)
+    threshold = PARITY_THRESHOLD[precision]
+    for r in results:
+        agreement, diff = r.argmax_agreement, r.max_abs_diff
+        print(f"  engine {r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
+    if worst < threshold:
+        (folder / engine.file).unlink(missing_ok=True)
+        raise CheckFailed(
+            f"engine parity {worst:.4%} below {threshold:.1%} for {precision} ({source} scans, "
+            f"{session.description})"
+        )
+    report = ParityReport(
+        status="passed",
+        source=source,
+        reference="spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
+        runtime=session.description + (" (TF32 off)" if precision == "fp32" else ""),
+        precision=precision,
+        threshold_argmax_agreement=threshold,
+        min_argmax_agreement=worst,
+        max_abs_diff=max(r.max_abs_diff for r in results),
+        scans=results,
+    )
+    return engine.model_copy(update={"parity": report})
+
+
 def _reference_points(config: ModelConfig) -> torch.Tensor:
     """A cloud to size the engine's optimization profile: a real nuScenes sweep, else a synthetic one."""
     sweeps = real_scans(("nuscenes",), config.input.intensity_max)
@@ -254,14 +314,34 @@ def _reference_points(config: ModelConfig) -> torch.Tensor:
 
 
 def _engine(
-    onnx_path: Path, engine_path: Path, model: onnx.ModelProto, config: ModelConfig, args: argparse.Namespace
+    onnx_path: Path,
+    engine_path: Path,
+    model: onnx.ModelProto,
+    config: ModelConfig,
+    args: argparse.Namespace,
+    precision: Precision,
 ) -> EngineInfo:
     shapes = profile_shapes(
         model, config, _reference_points(config), args.min_points, args.opt_points, args.max_points
     )
     points = {"min": args.min_points, "opt": args.opt_points, "max": args.max_points}
     cache = engine_path.with_name("timing.cache")
-    return build_engine(onnx_path, engine_path, shapes, cache, points, int(args.workspace_gib * (1 << 30)))
+    estimate = memory_estimate(config, args.max_points, precision)
+    device_bytes = int(torch.cuda.get_device_properties(0).total_memory)
+    print(f"engine memory [estimate]: {estimate.describe()}; this GPU has {device_bytes / 1e9:.1f} GB")
+    if estimate.activation_bytes > device_bytes:
+        print(
+            f"WARNING: the activations at --max-points {args.max_points:,} may not fit this GPU; "
+            "lower --max-points if the build or the service runs out of memory",
+            file=sys.stderr,
+        )
+    workspace = (
+        int(args.workspace_gib * (1 << 30))
+        if args.workspace_gib is not None
+        else default_workspace_bytes(estimate, device_bytes)
+    )
+    print(f"builder workspace {workspace / 2**30:.1f} GiB")
+    return build_engine(onnx_path, engine_path, shapes, cache, points, workspace, precision)
 
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
@@ -290,6 +370,8 @@ def export(args: argparse.Namespace) -> Path:
         real_data_dir()  # a mistyped $SEG3D_REAL_DATA fails now, not after the graph is built
     _check_out_dir(args.out, args.overwrite)
     model, config, mode, source, checkpoint_sha256 = _load_model(args)
+    if not args.onnx_only:
+        check_max_points(config, args.max_points)
     user_scans = (
         _user_scans(args.parity_scans, args.parity_format, config)
         if args.parity_scans and skip_reason is None
@@ -326,7 +408,9 @@ def export(args: argparse.Namespace) -> Path:
         if args.onnx_only:
             print("--onnx-only: no TensorRT engine built")
         elif ok:
-            engine = _engine(onnx_path, staging / "model.engine", graph, config, args)
+            engine = _engine(onnx_path, staging / "model.engine", graph, config, args, args.precision)
+            if skip_reason is None:
+                engine = _check_engine_parity(staging, engine, model, config, args.precision, user_scans)
         else:
             print(
                 f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"
@@ -374,9 +458,20 @@ def build_from_onnx(args: argparse.Namespace) -> Path:
     ok, why = tensorrt_status()
     if not ok:
         raise TensorRTUnavailable(f"cannot build an engine here: {why}")
+    check_max_points(manifest.config, args.max_points)
     model = onnx.load(str(onnx_path))
     engine_path = onnx_path.with_name("model.engine")
-    engine = _engine(onnx_path, engine_path, model, manifest.config, args)
+    precision = manifest.model.precision
+    engine = _engine(onnx_path, engine_path, model, manifest.config, args, precision)
+    skip_reason = _parity_skip_reason(args)
+    if skip_reason is None:
+        encoder = load_encoder(folder / "encoder3d.pt")
+        engine = _check_engine_parity(folder, engine, encoder, manifest.config, precision, None)
+    else:
+        print(f"WARNING: engine parity check skipped: {skip_reason}", file=sys.stderr)
+        if args.strict:
+            engine_path.unlink(missing_ok=True)
+            raise CheckFailed(f"engine parity check skipped ({skip_reason}) and --strict")
     write_manifest(
         folder,
         manifest.model_copy(

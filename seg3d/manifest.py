@@ -154,6 +154,9 @@ class EngineInfo(_Strict):
     profile: dict[str, list[list[int]]]
     profile_points: dict[str, int]
     timing_cache_sha256: str | None = None  # the builder's cache beside the engine; not a model file
+    # the parity gate run on the built engine itself (TensorRT may pick other kernels than ONNX
+    # Runtime on CPU); absent in manifests written before it ran
+    parity: ParityReport | None = None
 
 
 class ParityScan(_Strict):

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
@@ -33,6 +35,10 @@ __all__ = [
     "BackendLoadError",
     "BackendName",
     "BackendUnavailable",
+    "EngineProfileError",
+    "OnnxRuntimeBackend",
+    "TensorRTBackend",
+    "TorchBackend",
     "choose_backend",
     "load_backend",
 ]
@@ -61,6 +67,15 @@ class BackendLoadError(RuntimeError):
     that does not load); the message names the file and the cause. ``auto`` does not skip it."""
 
 
+class EngineProfileError(ValueError):
+    """A cloud outside the TensorRT engine's optimization profile: ``too_many`` when above its
+    maximum (the service answers 413 ``too_many_points``), else below its minimum (422)."""
+
+    def __init__(self, message: str, too_many: bool) -> None:
+        super().__init__(message)
+        self.too_many = too_many
+
+
 def _load_error(path: Path, what: str, exc: Exception) -> BackendLoadError:
     cause = " ".join(str(exc).split()) or "no detail"
     if str(path) in cause:
@@ -71,6 +86,11 @@ def _load_error(path: Path, what: str, exc: Exception) -> BackendLoadError:
 class Backend(Protocol):
     name: str
     device: str
+
+    def check_points(self, points: int) -> None:
+        """Raise `EngineProfileError` for a cloud of ``points`` (inside the crop) this backend cannot
+        run: only a TensorRT engine has a fixed range (its optimization profile)."""
+        ...
 
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         """``(N,)`` int64 labels, never the ignore class."""
@@ -95,12 +115,27 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
         cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        # TF32 off: fp32 parity is measured in true fp32 (ONNX Runtime on CPU); TF32 matmuls are not.
+        cuda_provider = ("CUDAExecutionProvider", {"use_tf32": "0"})
+        providers: list[Any] = [cuda_provider, "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             raise _load_error(path, "ONNX Runtime cannot load the graph", exc) from exc
-        return cls(session, config, "cuda" if cuda else "cpu")
+        # The CUDA provider can fail to load (a missing cuDNN or CUDA library, another CUDA major)
+        # and ONNX Runtime then runs on CPU without an error: report the providers the session has.
+        active = list(session.get_providers())
+        on_cuda = bool(active) and active[0] == "CUDAExecutionProvider"
+        if cuda and not on_cuda:
+            log.warning(
+                "onnxruntime: CUDAExecutionProvider was requested but the session fell back to %s "
+                "(check the CUDA 12 and cuDNN 9 libraries onnxruntime-gpu needs); serving on CPU",
+                ", ".join(active) or "no provider",
+            )
+        return cls(session, config, "cuda" if on_cuda else "cpu")
+
+    def check_points(self, points: int) -> None:
+        """Any number of points runs (no fixed shape range)."""
 
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         feeds = {k: v.cpu().numpy() for k, v in graph_inputs(inputs, self.config).items()}
@@ -133,20 +168,51 @@ class TorchBackend:
         return cls(model, config, device, kind)
 
     @torch.inference_mode()
+    def check_points(self, points: int) -> None:
+        """Any number of points runs (no fixed shape range)."""
+
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         labels = labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index)
         return np.asarray(labels.cpu().numpy(), dtype=np.int64)
 
 
+#: TensorRT output dtype (by ``DataType`` name) -> torch dtype; and what each output may be.
+_TRT_DTYPES = {
+    "FLOAT": torch.float32,
+    "HALF": torch.float16,
+    "BF16": torch.bfloat16,
+    "INT32": torch.int32,
+    "INT64": torch.int64,
+    "INT8": torch.int8,
+    "UINT8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_OUTPUT_DTYPES = {"labels": (torch.int32, torch.int64), "logits": (torch.float32,)}
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
 @dataclass
 class TensorRTBackend:
-    """Runs ``model.engine`` with torch tensors as I/O (TensorRT 10/11 tensor-name API)."""
+    """Runs ``model.engine`` with torch tensors as I/O (TensorRT 10/11 tensor-name API).
+
+    Every call of the runtime is checked: an input shape outside the optimization profile
+    (`EngineProfileError`), a refused address, a failed launch. It runs on its own CUDA stream
+    (not the legacy default stream), and allocates each output in the dtype the engine declares.
+    ``min_points``/``max_points``: the points the engine's profile takes (``features`` dim 0);
+    the segmenter refuses larger clouds with 413 before preprocessing them.
+    """
 
     engine: Any
     context: Any
     config: ModelConfig
+    stream: Any  # torch.cuda.Stream (a stand-in with ``cuda_stream`` and ``synchronize`` in tests)
     device: str = "cuda"
     name: str = "tensorrt"
+    min_points: int = 1
+    max_points: int | None = None
 
     @classmethod
     def load(cls, model_dir: Path, config: ModelConfig) -> TensorRTBackend:
@@ -166,29 +232,107 @@ class TensorRTBackend:
             raise BackendUnavailable(f"{path} does not load with TensorRT: {exc}") from exc
         if engine is None:
             raise BackendUnavailable(f"{path} does not load with TensorRT {trt.__version__} on this GPU")
-        return cls(engine, engine.create_execution_context(), config)
+        try:
+            backend = cls.from_engine(engine, config)
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"{path}: {exc}") from exc
+        if backend.min_points > 1:
+            log.warning(
+                "%s: the engine's profile starts at %d points; smaller clouds are refused "
+                "(rebuild it with export/to_trt.py --onnx ... --min-points 1)",
+                path,
+                backend.min_points,
+            )
+        return backend
+
+    @classmethod
+    def from_engine(
+        cls, engine: Any, config: ModelConfig, stream: Any = None, device: str = "cuda"
+    ) -> TensorRTBackend:
+        """Wrap a deserialized engine: one execution context, its own stream, its point range."""
+        context = engine.create_execution_context()
+        if context is None:
+            raise BackendUnavailable(
+                "TensorRT could not create an execution context (too little free GPU memory for "
+                "the engine's activations at its profile maximum?)"
+            )
+        low, _, high = engine.get_tensor_profile_shape("features", 0)
+        if stream is None:
+            stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        return cls(engine, context, config, stream, device, min_points=int(low[0]), max_points=int(high[0]))
+
+    def check_points(self, points: int) -> None:
+        """`EngineProfileError` unless ``points`` (in the crop) is inside the engine's profile."""
+        if self.max_points is not None and points > self.max_points:
+            raise EngineProfileError(
+                f"{points} points inside the crop exceed the TensorRT engine's maximum of "
+                f"{self.max_points} (its optimization profile; rebuild it with export/to_trt.py "
+                "--max-points for larger clouds)",
+                too_many=True,
+            )
+        if points < self.min_points:
+            raise EngineProfileError(
+                f"{points} points inside the crop are below the TensorRT engine's minimum of "
+                f"{self.min_points} (rebuild it with export/to_trt.py --onnx ... --min-points 1)",
+                too_many=False,
+            )
+
+    def _stream(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.cuda.stream(self.stream) if self.device == "cuda" else contextlib.nullcontext()
 
     @torch.inference_mode()
-    def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:  # pragma: no cover - needs a GPU
+    def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every output of the engine for the named inputs (on ``self.device``, synchronised)."""
         import tensorrt as trt
 
-        named = {k: v.to("cuda").contiguous() for k, v in graph_inputs(inputs, self.config).items()}
-        for name, tensor in named.items():
-            self.context.set_input_shape(name, tuple(tensor.shape))
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        outputs = {}
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-                shape = tuple(self.context.get_tensor_shape(name))
-                dtype = torch.int64 if name == "labels" else torch.float32
-                outputs[name] = torch.empty(shape, dtype=dtype, device="cuda")
-                self.context.set_tensor_address(name, outputs[name].data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
-        stream.synchronize()
-        return np.asarray(outputs["labels"].cpu().numpy(), dtype=np.int64)
+        self.check_points(int(feeds["features"].shape[0]))
+        with self._stream():
+            named = {k: v.to(self.device).contiguous() for k, v in feeds.items()}
+            outputs: dict[str, torch.Tensor] = {}
+            for name, tensor in self._io(named, outputs, trt):
+                if not self.context.set_tensor_address(name, tensor.data_ptr()):
+                    raise RuntimeError(f"TensorRT refused the address of {name}")
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed (execute_async_v3 returned False)")
+            self.stream.synchronize()
+        return outputs
+
+    def _io(
+        self, named: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor], trt: Any
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """Set every input shape (checked), then allocate every output in the engine's dtype."""
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        missing = set(inputs) - set(named)
+        if missing:
+            raise RuntimeError(f"the engine's inputs {sorted(missing)} are not fed")
+        for name in inputs:
+            shape = tuple(named[name].shape)
+            if not self.context.set_input_shape(name, shape):
+                low, _, high = (tuple(d) for d in self.engine.get_tensor_profile_shape(name, 0))
+                raise EngineProfileError(
+                    f"input {name} of shape {shape} is outside the engine's profile {low}..{high}",
+                    too_many=any(s > h for s, h in zip(shape, high, strict=False)),
+                )
+        for name in inputs:
+            yield name, named[name]
+        for name in names:
+            if name in inputs:
+                continue
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise RuntimeError(f"TensorRT could not infer the shape of output {name}: {shape}")
+            kind = _dtype_name(self.engine.get_tensor_dtype(name))
+            dtype = _TRT_DTYPES.get(kind)
+            allowed = _OUTPUT_DTYPES.get(name)
+            if dtype is None or (allowed is not None and dtype not in allowed):
+                raise RuntimeError(f"engine output {name} is {kind}; expected one of {allowed}")
+            outputs[name] = torch.empty(shape, dtype=dtype, device=self.device)
+            yield name, outputs[name]
+
+    def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
+        labels = self.run(graph_inputs(inputs, self.config))["labels"]
+        return np.asarray(labels.cpu().numpy(), dtype=np.int64)
 
 
 def load_backend(name: str, model_dir: Path, config: ModelConfig, threads: int | None = None) -> Backend:

@@ -21,7 +21,7 @@ from seg3d.config import ModelConfig
 from seg3d.points import PointFormat, PointsError, decode_points
 from seg3d.postprocess import fill_outside_crop
 from seg3d.preprocess import crop_mask, prepare_inputs
-from serve.backends import Backend
+from serve.backends import Backend, EngineProfileError
 from serve.errors import ServiceError
 
 __all__ = ["Segmentation", "Segmenter"]
@@ -59,6 +59,14 @@ class Segmenter:
         result.timing_ms = {"parse": parse_ms, **result.timing_ms}
         return result
 
+    def _check_backend_range(self, points: int) -> None:
+        """A backend with a fixed point range (the TensorRT engine's optimization profile) refuses
+        the clouds outside it here, before preprocessing: 413 above it, 422 below."""
+        try:
+            self.backend.check_points(points)
+        except EngineProfileError as exc:
+            raise _profile_error(exc) from exc
+
     def segment(self, points: npt.NDArray[np.float32]) -> Segmentation:
         timing: dict[str, float] = {}
         n = points.shape[0]
@@ -75,14 +83,24 @@ class Segmenter:
             tensor = tensor.clone()
             tensor[:, :3] = tensor[:, :3].clamp(min=bounds[:, 0], max=bounds[:, 1])
             inside[:] = True
+        self._check_backend_range(int(inside.sum()))
         inputs = prepare_inputs(tensor[torch.from_numpy(inside)], self.config)
         timing["preprocess"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        inner = self.backend.predict(inputs)
+        try:
+            inner = self.backend.predict(inputs)
+        except EngineProfileError as exc:
+            raise _profile_error(exc) from exc
         timing["inference"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
         labels = fill_outside_crop(points[:, :3], inside, np.asarray(inner, dtype=np.uint8))
         timing["postprocess"] = (time.perf_counter() - start) * 1e3
         return Segmentation(labels, timing, int(inside.sum()))
+
+
+def _profile_error(exc: EngineProfileError) -> ServiceError:
+    if exc.too_many:
+        return ServiceError(413, "too_many_points", str(exc))
+    return ServiceError(422, "too_few_points", str(exc))

@@ -257,7 +257,7 @@ def make_subm_conv(
             from spconv.core import ConvAlgo
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError(
-                "backend 'spconv' needs spconv: pip install '.[cpu]' (or spconv-cu120 on a GPU host)"
+                "backend 'spconv' needs spconv: pip install '.[cpu]' (or '.[gpu]' on a GPU host)"
             ) from exc
         conv: nn.Module = spconv.SubMConv3d(
             in_channels,

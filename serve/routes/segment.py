@@ -132,10 +132,11 @@ async def read_body(request: Request, max_points: int) -> bytes:
             {
                 400: "bad_multipart: malformed multipart body",
                 401: "unauthorized: missing or wrong bearer token (when auth is on)",
-                413: "too_large (body) or too_many_points",
+                413: "too_large (body) or too_many_points (the service's limit, or the points in the "
+                "crop above a TensorRT engine's profile maximum)",
                 415: "unsupported_media_type: send application/octet-stream or multipart/form-data",
                 422: "bad length, NaN/Inf, intensity overflow, unknown_format, missing_file, "
-                "invalid_parameter",
+                "invalid_parameter, too_few_points (below a TensorRT engine's profile minimum)",
                 500: "internal: segmentation failed (see the server log)",
                 503: "warming_up or queue_full (see Retry-After), or model_unavailable",
             }
