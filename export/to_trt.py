@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -236,6 +237,44 @@ def _parity_scans(user: list[RealScan] | None, config: ModelConfig) -> tuple[lis
     return synthetic, "synthetic"
 
 
+def _parity_gate(
+    session: Any,  # onnxruntime.InferenceSession or export.parity.EngineSession
+    runtime: str,
+    model: Encoder3D,
+    config: ModelConfig,
+    precision: Precision,
+    user: list[RealScan] | None,
+    what: str = "",
+) -> ParityReport:
+    """Run ``session`` (ONNX Runtime, or the engine behind the same ``run`` interface) against the
+    spconv reference on the parity scans; `CheckFailed` below the precision's threshold. ``what``
+    prefixes the printed lines and the error ("engine ")."""
+    scans, source = _parity_scans(user, config)
+    reference = Encoder3D(config, "spconv")
+    reference.load_state_dict(model.state_dict())
+    results = run_parity(session, reference.eval(), config, scans)
+    worst = min(r.argmax_agreement for r in results)
+    threshold = PARITY_THRESHOLD[precision]
+    for r in results:
+        agreement, diff = r.argmax_agreement, r.max_abs_diff
+        print(f"  {what}{r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
+    if worst < threshold:
+        raise CheckFailed(
+            f"{what}parity {worst:.4%} below {threshold:.1%} for {precision} ({source} scans, {runtime})"
+        )
+    return ParityReport(
+        status="passed",
+        source=source,
+        reference="spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
+        runtime=runtime,
+        precision=precision,
+        threshold_argmax_agreement=threshold,
+        min_argmax_agreement=worst,
+        max_abs_diff=max(r.max_abs_diff for r in results),
+        scans=results,
+    )
+
+
 def _check_parity(
     model: Encoder3D,
     config: ModelConfig,
@@ -243,28 +282,8 @@ def _check_parity(
     precision: Precision,
     user: list[RealScan] | None = None,
 ) -> ParityReport:
-    scans, source = _parity_scans(user, config)
-    reference = Encoder3D(config, "spconv")
-    reference.load_state_dict(model.state_dict())
-    results = run_parity(ort_session(onnx_bytes), reference.eval(), config, scans)
-    worst = min(r.argmax_agreement for r in results)
-    threshold = PARITY_THRESHOLD[precision]
-    for r in results:
-        agreement, diff = r.argmax_agreement, r.max_abs_diff
-        print(f"  {r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
-    if worst < threshold:
-        raise CheckFailed(f"parity {worst:.4%} below {threshold:.1%} for {precision} ({source} scans)")
-    return ParityReport(
-        status="passed",
-        source=source,
-        reference="spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
-        runtime="onnxruntime CPUExecutionProvider",
-        precision=precision,
-        threshold_argmax_agreement=threshold,
-        min_argmax_agreement=worst,
-        max_abs_diff=max(r.max_abs_diff for r in results),
-        scans=results,
-    )
+    runtime = "onnxruntime CPUExecutionProvider"
+    return _parity_gate(ort_session(onnx_bytes), runtime, model, config, precision, user)
 
 
 def _check_engine_parity(
@@ -276,34 +295,15 @@ def _check_engine_parity(
     user: list[RealScan] | None = None,
 ) -> EngineInfo:
     """The ONNX parity gate, same scans and thresholds, on the built engine: TensorRT may pick
-    other kernels (and TF32 or fp16 accumulation) than ONNX Runtime on CPU."""
-    scans, source = _parity_scans(user, config)
-    reference = Encoder3D(config, "spconv")
-    reference.load_state_dict(model.state_dict())
+    other kernels (and TF32 or fp16 accumulation) than ONNX Runtime on CPU. A failing engine is
+    deleted."""
     session = engine_session(folder, config)
-    results = run_parity(session, reference.eval(), config, scans)
-    worst = min(r.argmax_agreement for r in results)
-    threshold = PARITY_THRESHOLD[precision]
-    for r in results:
-        agreement, diff = r.argmax_agreement, r.max_abs_diff
-        print(f"  engine {r.scan}: {r.points:,} points, agreement {agreement:.4%}, max |Δ| {diff:.2e}")
-    if worst < threshold:
+    runtime = session.description + (" (TF32 off)" if precision == "fp32" else "")
+    try:
+        report = _parity_gate(session, runtime, model, config, precision, user, what="engine ")
+    except CheckFailed:
         (folder / engine.file).unlink(missing_ok=True)
-        raise CheckFailed(
-            f"engine parity {worst:.4%} below {threshold:.1%} for {precision} ({source} scans, "
-            f"{session.description})"
-        )
-    report = ParityReport(
-        status="passed",
-        source=source,
-        reference="spconv PyTorch model, unfolded BatchNorm, CPU fp32, one thread for the sparse convs",
-        runtime=session.description + (" (TF32 off)" if precision == "fp32" else ""),
-        precision=precision,
-        threshold_argmax_agreement=threshold,
-        min_argmax_agreement=worst,
-        max_abs_diff=max(r.max_abs_diff for r in results),
-        scans=results,
-    )
+        raise
     return engine.model_copy(update={"parity": report})
 
 
