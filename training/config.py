@@ -104,6 +104,11 @@ class LoopConfig(_Strict):
     checkpoint_every: int = Field(100, ge=1)  # optimiser steps
     log_every: int = Field(10, ge=1)  # optimiser steps
     max_val_samples: int | None = Field(None, ge=1)
+    # Sparse-conv implementation (`training.backend`): auto = spconv on CUDA when a CUDA build
+    # imports, else the table backend with present taps; --backend overrides it.
+    backend: Literal["auto", "spconv", "table"] = "auto"
+    # Timeout of every collective under torchrun (NCCL's watchdog defaults to 10 minutes).
+    dist_timeout_minutes: float = Field(60.0, gt=0)
 
 
 class TrainConfig(_Strict):

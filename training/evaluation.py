@@ -13,7 +13,7 @@ and translation (no flip, no scale, as 2DPASS votes) and sums the logits per poi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +29,10 @@ from seg3d.preprocess.device import move_to
 from training.data.augment import Augment3D
 from training.data.protocol import EvaluationDataset
 from training.data.sample import LidarSample
+from training.distributed import Distributed, all_sum
 from training.metrics import ConfusionMatrix, IoUReport
 
-__all__ = ["Evaluation", "evaluate_dataset", "predict_sample"]
+__all__ = ["Evaluation", "evaluate_dataset", "evaluate_sharded", "predict_sample", "shard_indices"]
 
 #: 2DPASS's voting augmentation: yaw rotation and translation only.
 VOTE_AUGMENT = Augment3D(rotate=True, flip=False, scale_range=(1.0, 1.0), translate_std=0.1)
@@ -83,13 +84,60 @@ def evaluate_dataset(
     its labels (``dataset.read_labels``); ``on_prediction(i, labels)`` receives the full-scan labels
     of each sample (submissions).
     """
+    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    crop, full = confusion_matrices(
+        encoder, dataset, config, range(count), device, votes, full_scan, progress, on_prediction
+    )
+    return Evaluation(crop.report(config.class_names), full.report(config.class_names) if full_scan else None)
+
+
+def shard_indices(count: int, rank: int, world: int) -> range:
+    """The samples ``0..count-1`` that process ``rank`` of ``world`` evaluates: every ``world``-th
+    from ``rank``, so the shards are disjoint, cover every sample and differ in size by at most one."""
+    return range(rank, count, world)
+
+
+def evaluate_sharded(
+    encoder: nn.Module,
+    dataset: EvaluationDataset,
+    config: ModelConfig,
+    env: Distributed,
+    max_samples: int | None = None,
+    progress: bool = False,
+) -> ConfusionMatrix:
+    """The crop confusion matrix over the first ``max_samples`` samples, split across the processes
+    of ``env``.
+
+    Each process evaluates its `shard_indices` and the matrices are summed over the processes, so
+    every process returns the same matrix, equal to one process evaluating every sample (integer
+    counts: exactly). Collective: every process of the group must call it.
+    """
+    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    indices = shard_indices(count, env.rank, env.world)
+    crop, _ = confusion_matrices(encoder, dataset, config, indices, env.device, progress=progress)
+    crop.counts = all_sum(crop.counts, env)
+    return crop
+
+
+def confusion_matrices(
+    encoder: nn.Module,
+    dataset: EvaluationDataset,
+    config: ModelConfig,
+    indices: Sequence[int],
+    device: torch.device | str = "cpu",
+    votes: int = 1,
+    full_scan: bool = False,
+    progress: bool = True,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
+) -> tuple[ConfusionMatrix, ConfusionMatrix]:
+    """Crop and full-scan confusion matrices over the samples ``indices`` (see `evaluate_dataset`);
+    the full-scan one stays empty unless ``full_scan``."""
     device = torch.device(device)
     was_training = encoder.training
     encoder.eval()
     crop, full = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
-    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     try:
-        for index in tqdm(range(count), disable=not progress, unit="scan", desc="evaluate"):
+        for index in tqdm(indices, disable=not progress, unit="scan", desc="evaluate"):
             sample = dataset[index]
             predicted = predict_sample(encoder, sample, config, device, votes, seed=index)
             if sample.labels is not None:
@@ -107,4 +155,4 @@ def evaluate_dataset(
                 full.update(torch.from_numpy(labels), dataset.read_labels(index, xyz.shape[0]))
     finally:
         encoder.train(was_training)
-    return Evaluation(crop.report(config.class_names), full.report(config.class_names) if full_scan else None)
+    return crop, full

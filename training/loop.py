@@ -12,6 +12,13 @@ previous complete file. ``--resume`` restores the model, optimiser, scheduler, s
 the epoch and RNG states, and the sampler skips the batches already done. ``train_log.jsonl``
 gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate).
 
+Sparse convolutions run on the backend `training.backend.choose_backend` picks (``loop.backend`` or
+``--backend``; auto: spconv on CUDA when a CUDA build imports, else the table backend over present
+taps), reported on stderr and recorded in checkpoints. Under ``torchrun`` every process validates a
+disjoint shard of the validation set and the confusion matrices are summed, so each gets the same
+mIoU (`training.evaluation.evaluate_sharded`); the process group times out after
+``loop.dist_timeout_minutes``.
+
 Structure: `_setup` builds a `_Run` (data sets, model, optimiser, scheduler, sampler, writers,
 restored `TrainState`); `_train_epoch` feeds the batches of an epoch, `_step` makes each optimiser
 step, `_log` reports it, and `_validate_and_checkpoint` ends each epoch (or the step budget).
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +46,12 @@ from tqdm import tqdm
 from seg3d.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from seg3d.io import write_atomic
 from seg3d.preprocess.device import move_to
+from training.backend import BackendChoice, TrainBackend, choose_backend, needs_grad_scaler
 from training.config import TrainConfig
 from training.data.batch import collate
 from training.datasets import TrainingSet, build_class_weights, build_dataset
 from training.distributed import Distributed, all_mean, setup_distributed
-from training.evaluation import evaluate_dataset
+from training.evaluation import evaluate_sharded
 from training.model import TrainingModel, build_training_model
 from training.sampler import EpochSampler
 
@@ -98,6 +107,8 @@ def _save(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     state: TrainState,
+    scaler: torch.amp.GradScaler,
+    backend: BackendChoice,
 ) -> None:
     save_checkpoint(
         path,
@@ -109,6 +120,8 @@ def _save(
                 "config": config.model_dump(mode="json"),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "grad_scaler": scaler.state_dict(),  # {} when no scaler runs
+                "backend": {"backend": backend.backend, "present_taps": backend.present_taps},
                 "state": {
                     "step": state.step,
                     "epoch": state.epoch,
@@ -125,7 +138,12 @@ def _save(
 
 
 def _resume(
-    path: Path, config: TrainConfig, model: TrainingModel, optimizer: torch.optim.Optimizer, scheduler: Any
+    path: Path,
+    config: TrainConfig,
+    model: TrainingModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
 ) -> TrainState:
     checkpoint = load_checkpoint(path)
     stored = TrainConfig.model_validate(checkpoint.training["config"])
@@ -137,6 +155,9 @@ def _resume(
     model.load_state_dict(checkpoint.state_dict)
     optimizer.load_state_dict(checkpoint.training["optimizer"])
     scheduler.load_state_dict(checkpoint.training["scheduler"])
+    scaler_state = checkpoint.training.get("grad_scaler") or {}
+    if scaler.is_enabled() and scaler_state:  # a run resumed on another backend starts a new scale
+        scaler.load_state_dict(scaler_state)
     _set_rng_state(checkpoint.training["rng"])
     return TrainState(**checkpoint.training["state"])
 
@@ -160,18 +181,26 @@ def train(
     device: str | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    backend: TrainBackend | None = None,
 ) -> TrainResult:
-    """Train ``config`` on ``data_root`` into ``out`` (see the module docstring).
+    """Train ``config`` on ``data_root`` into ``out`` (see the module docstring). ``max_steps`` and
+    ``backend`` override the config's ``loop.max_steps`` and ``loop.backend``.
 
     Raises:
         FileExistsError: ``out`` already holds a run and ``resume`` is False.
         FileNotFoundError: ``resume`` without a ``last.pt``; a data root that is not a data set.
-        ValueError: resuming a checkpoint of another model or mode.
+        ValueError: resuming a checkpoint of another model or mode; backend ``spconv`` where it
+            cannot train (`training.backend.choose_backend`).
     """
     out = Path(out)
+    overrides: dict[str, Any] = {}
     if max_steps is not None:  # recorded in the run's config.yaml and checkpoints
-        config = config.model_copy(update={"loop": config.loop.model_copy(update={"max_steps": max_steps})})
-    env = setup_distributed(device)
+        overrides["max_steps"] = max_steps
+    if backend is not None:
+        overrides["backend"] = backend
+    if overrides:
+        config = config.model_copy(update={"loop": config.loop.model_copy(update=overrides)})
+    env = setup_distributed(device, timeout_minutes=config.loop.dist_timeout_minutes)
     try:
         return _train(_setup(config, Path(data_root), out, resume, env, progress, on_step))
     finally:
@@ -190,12 +219,14 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     train_set: TrainingSet
-    val_set: TrainingSet | None  # on the main process only
+    val_set: TrainingSet  # on every process: each validates its shard
     sampler: EpochSampler
     loader_kwargs: dict[str, Any]
     steps_per_epoch: int
     total_steps: int
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    backend: BackendChoice
+    scaler: torch.amp.GradScaler  # disabled unless spconv runs float16 under autocast
     writer: Any  # a tensorboard SummaryWriter on the main process, or None
     log: TextIO | None  # train_log.jsonl on the main process
     bar: tqdm
@@ -261,7 +292,7 @@ def _setup(
     loop = config.loop
     torch.manual_seed(loop.seed)  # same initial weights on every process
     train_set = build_dataset(config, data_root, "train", training=True)
-    val_set = build_dataset(config, data_root, config.data.val_split, training=False) if env.is_main else None
+    val_set = build_dataset(config, data_root, config.data.val_split, training=False)
     sampler = EpochSampler(
         len(train_set), loop.batch_size, shuffle=True, seed=loop.seed, rank=env.rank, world=env.world
     )
@@ -273,10 +304,15 @@ def _setup(
         )
     total_steps = int(min(steps_per_epoch * loop.epochs, loop.max_steps or math.inf))
     class_weights = build_class_weights(config, train_set)
-    model = build_training_model(config.model, config.branch, class_weights).to(env.device)
-    # On CPU, convolve over the present neighbour taps only: same values, and the backward pass
-    # gathers instead of scattering into all 27 taps (measured 2x faster backward at the demo config).
-    model.encoder3d.present_taps = env.device.type == "cpu"
+    backend = choose_backend(loop.backend, env.device)
+    model = build_training_model(config.model, config.branch, class_weights, backend.backend).to(env.device)
+    # The table backend convolves over the present neighbour taps only: same values, about
+    # present/27 of the dense gather's saved activations (`training.backend`), and on CPU a 2x
+    # faster backward (it gathers instead of scattering into all 27 taps).
+    model.encoder3d.present_taps = backend.present_taps
+    if env.is_main:
+        print(f"{backend.describe()}; device {env.device}", file=sys.stderr)
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(backend, loop.amp, env.device))
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.optim.lr,
@@ -289,7 +325,7 @@ def _setup(
         T_max=schedule_period(config, steps_per_epoch, total_steps),
         eta_min=config.schedule.eta_min,
     )
-    state = _resume(out / LAST, config, model, optimizer, scheduler) if resume else TrainState()
+    state = _resume(out / LAST, config, model, optimizer, scheduler, scaler) if resume else TrainState()
     if env.is_main:
         _prepare_out(out, config, resume, state.step)
     log = (out / "train_log.jsonl").open("a") if env.is_main else None
@@ -326,6 +362,8 @@ def _setup(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         autocast=autocast,
+        backend=backend,
+        scaler=scaler,
         writer=writer,
         log=log,
         bar=bar,
@@ -376,7 +414,7 @@ def _train_epoch(run: _Run) -> bool:
         sync = contextlib.nullcontext() if final or env.world == 1 else run.wrapped.no_sync()  # type: ignore[operator]
         with sync, run.autocast():
             output = run.wrapped(batch)
-            (output.loss / loop.accumulate).backward()
+            run.scaler.scale(output.loss / loop.accumulate).backward()
         epoch.micro.append(float(output.loss.detach()))
         epoch.samples += len(batch.names)
         state.batch_in_epoch += 1
@@ -384,7 +422,7 @@ def _train_epoch(run: _Run) -> bool:
             continue
         _log(run, _step(run, epoch, output.terms))
         if env.is_main and state.step % loop.checkpoint_every == 0:
-            _save(run.out / LAST, config, run.model, run.optimizer, run.scheduler, state)
+            _save_run(run, LAST)
         if state.step >= run.total_steps:
             break
     epoch_done = state.batch_in_epoch >= batches_per_epoch
@@ -402,11 +440,13 @@ def _step(run: _Run, epoch: _Epoch, terms: dict[str, Any]) -> _Step:
     state = run.state
     loss = all_mean(sum(epoch.micro) / len(epoch.micro), run.env)
     epoch.micro = []
+    run.scaler.unscale_(run.optimizer)  # no-op unless a scaler runs; then the norm is the true one
     norm = _clip(run.model, run.config.optim.grad_clip)
     if math.isfinite(loss) and math.isfinite(norm):
-        run.optimizer.step()
+        run.scaler.step(run.optimizer)  # optimizer.step() when no scaler runs
     else:
         state.skipped_steps += 1
+    run.scaler.update()  # an overflow lowers the scale
     run.optimizer.zero_grad(set_to_none=True)
     state.step += 1
     now = time.perf_counter()
@@ -451,30 +491,43 @@ def _log(run: _Run, step: _Step) -> None:
 
 def _validate_and_checkpoint(run: _Run, epoch_done: bool) -> None:
     """Validate on schedule, and once more when the step budget ends the run mid-epoch, so best.pt
-    always reflects the final weights too; then write last.pt (and best.pt on a better mIoU)."""
+    always reflects the final weights too; then write last.pt (and best.pt on a better mIoU).
+
+    Every process validates its shard and gets the summed result (`evaluate_sharded`), so they
+    reach the next collective together and agree on the best mIoU; the main process writes."""
     config, state = run.config, run.state
     loop = config.loop
     validate = (epoch_done and (state.epoch % loop.val_every == 0 or state.epoch == loop.epochs)) or (
         state.step >= run.total_steps
     )
-    if not (validate and run.env.is_main):
+    if not validate:
         return
-    if run.val_set is not None and len(run.val_set) > 0:
-        report = evaluate_dataset(
-            run.model.encoder3d,
-            run.val_set,
-            config.model,
-            run.env.device,
-            max_samples=loop.max_val_samples,
-            progress=False,
-        ).crop
+    if len(run.val_set) > 0:
+        report = evaluate_sharded(
+            run.model.encoder3d, run.val_set, config.model, run.env, max_samples=loop.max_val_samples
+        ).report(config.model.class_names)
         state.history.append({"epoch": state.epoch, "step": state.step, "miou": report.miou})
         if run.writer is not None:
             run.writer.add_scalar("val/miou", report.miou, state.step)
         if report.miou > state.best_miou:
             state.best_miou = report.miou
-            _save(run.out / BEST, config, run.model, run.optimizer, run.scheduler, state)
-    _save(run.out / LAST, config, run.model, run.optimizer, run.scheduler, state)
+            if run.env.is_main:
+                _save_run(run, BEST)
+    if run.env.is_main:
+        _save_run(run, LAST)
+
+
+def _save_run(run: _Run, name: str) -> None:
+    _save(
+        run.out / name,
+        run.config,
+        run.model,
+        run.optimizer,
+        run.scheduler,
+        run.state,
+        run.scaler,
+        run.backend,
+    )
 
 
 def _clip(model: nn.Module, max_norm: float | None) -> float:

@@ -69,7 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its last.pt (default: start a new run)",
     )
     parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda:<local rank> if available, else cpu)"
+        "--device",
+        default=None,
+        help="torch device; a bare 'cuda' means cuda:<local rank> under torchrun, cuda:0 otherwise "
+        "(default: cuda:<local rank> if available, else cpu)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "spconv", "table"),
+        default=None,
+        help="sparse-conv backend for training; both share one state dict. auto: spconv on a CUDA "
+        "device when a CUDA build of spconv (spconv-cu126) imports, else table with present taps; "
+        "spconv: CUDA only; the choice is printed at start (default: the config's loop.backend, auto)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: a bar over the run's steps)"
@@ -98,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             device=args.device,
             progress=not args.no_progress,
+            backend=args.backend,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

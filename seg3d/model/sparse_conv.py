@@ -27,10 +27,12 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
+
+from seg3d.preprocess.tables import pool_dtypes
 
 if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
     from spconv.pytorch import SparseConvTensor
@@ -187,19 +189,44 @@ def present_tap_conv(
     reduction, which TensorRT cannot import natively.
     """
     kernel = weight.permute(1, 2, 3, 4, 0).reshape(-1, weight.shape[-1], weight.shape[0])  # (27, C_in, C_out)
-    out = x @ kernel[kernel.shape[0] // 2]
+    # Up to 27 products per row are summed: in float32 even when they are bf16 (autocast), as pools do.
+    compute, result = pool_dtypes(x)
+    out = (x @ kernel[kernel.shape[0] // 2]).to(compute)
     present = [
-        (rows, x[src] @ kernel[tap])
+        (rows, (x[src] @ kernel[tap]).to(compute))
         for tap, rows, src in zip(pairs.taps, pairs.rows, pairs.sources, strict=True)
         if rows.numel()
     ]
-    # Measured on 2 CPU cores: index_add_ of these sizes is ~3x faster on one thread than on two,
-    # so the MatMuls above use every thread and the accumulation below one. (set_num_threads is
-    # process-wide: the service runs one inference thread, so nothing else is affected.)
-    with single_thread(x.device):
-        for rows, contribution in present:
-            out.index_add_(0, rows, contribution)
+    rows_then_contributions = (*(r for r, _ in present), *(c for _, c in present))
+    out = cast(torch.Tensor, _AccumulateRows.apply(out, len(present), *rows_then_contributions))  # type: ignore[no-untyped-call]
+    out = out.to(result)
     return out if bias is None else out + bias
+
+
+class _AccumulateRows(torch.autograd.Function):
+    """``out.index_add_(0, rows_i, contribution_i)`` for every tap, saving only the row indices for
+    the backward pass: autograd's own ``index_add_`` also saves each ``(rows, C_out)`` contribution
+    (its backward calls ``expand_as(source)``), which doubled what a training conv keeps."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, out: torch.Tensor, count: int, *rows_and_contributions: torch.Tensor
+    ) -> torch.Tensor:
+        rows, contributions = rows_and_contributions[:count], rows_and_contributions[count:]
+        ctx.mark_dirty(out)
+        ctx.save_for_backward(*rows)
+        # Measured on 2 CPU cores: index_add_ of these sizes is ~3x faster on one thread than on two,
+        # so the MatMuls use every thread and the accumulation one. (set_num_threads is
+        # process-wide: the service runs one inference thread, so nothing else is affected.)
+        with single_thread(out.device):
+            for r, contribution in zip(rows, contributions, strict=True):
+                out.index_add_(0, r, contribution)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        rows = ctx.saved_tensors
+        return (grad, None, *(None for _ in rows), *(grad.index_select(0, r) for r in rows))
 
 
 class TableSubMConv3d(nn.Module):

@@ -2,8 +2,9 @@
 
 `TrainingModel` owns
 
-- ``encoder3d``: `seg3d.model.Encoder3D` on the ``table`` backend (the CPU spconv build has no
-  backward; both backends share one state dict), whose keys therefore start with ``encoder3d.``,
+- ``encoder3d``: `seg3d.model.Encoder3D` on the ``table`` backend by default, or ``spconv`` where the
+  loop chooses it (`training.backend`: CUDA only, the CPU spconv build has no backward); both
+  backends share one state dict, whose keys start with ``encoder3d.``,
   the prefix `seg3d.checkpoint` extracts for export;
 - ``encoder2d``: `ImageEncoder` (modes ``2dpass`` and ``2ddata``; None in ``3d``);
 - ``branch``: `MSFSKD` (``2dpass``) or `LocalObjectBranch` (``2ddata``); None in ``3d``.
@@ -36,6 +37,7 @@ from torch import nn
 from seg3d.checkpoint import ENCODER_PREFIX
 from seg3d.config import ModelConfig
 from seg3d.model import Encoder3D
+from seg3d.model.sparse_conv import Backend
 from seg3d.preprocess import EncoderInputs
 from training.data.batch import Batch
 from training.model.branch_inputs import build_branch_inputs
@@ -72,13 +74,18 @@ class TrainingModel(nn.Module):
     """3D encoder plus, by mode, the 2D encoder and MSFSKD or the Local Object Branch."""
 
     def __init__(
-        self, model_config: ModelConfig, config: BranchConfig, class_weights: torch.Tensor | None = None
+        self,
+        model_config: ModelConfig,
+        config: BranchConfig,
+        class_weights: torch.Tensor | None = None,
+        backend: Backend = "table",
     ) -> None:
         """Args:
         model_config: the 3D encoder (grid, widths, scales, classes).
         config: mode, LOB knobs, loss weights, optional ImageNet weights of the 2D backbone.
         class_weights: ``(classes,)`` weights of the final 3D head's cross-entropy (SemanticKITTI),
             or None for plain cross-entropy. Derived from the data, so kept out of the state dict.
+        backend: the 3D encoder's sparse-conv backend (`training.backend.choose_backend`).
         """
         super().__init__()
         self.config = config
@@ -91,7 +98,7 @@ class TrainingModel(nn.Module):
         self.class_weights: torch.Tensor | None
         self.register_buffer("class_weights", class_weights, persistent=False)
         enc = model_config.encoder
-        self.encoder3d = Encoder3D(model_config, backend="table")
+        self.encoder3d = Encoder3D(model_config, backend=backend)
         self.encoder2d: ImageEncoder | None = None
         self.branch: MSFSKD | LocalObjectBranch | None = None
         if config.mode == "3d":
@@ -153,10 +160,13 @@ class TrainingModel(nn.Module):
 
 
 def build_training_model(
-    model_config: ModelConfig, config: BranchConfig, class_weights: torch.Tensor | None = None
+    model_config: ModelConfig,
+    config: BranchConfig,
+    class_weights: torch.Tensor | None = None,
+    backend: Backend = "table",
 ) -> TrainingModel:
-    """The training model of ``config.mode`` around the 3D encoder of ``model_config``."""
-    return TrainingModel(model_config, config, class_weights)
+    """The training model of ``config.mode`` around the 3D encoder of ``model_config`` (``backend``)."""
+    return TrainingModel(model_config, config, class_weights, backend)
 
 
 def parameter_counts(model: TrainingModel) -> dict[str, int]:

@@ -18,7 +18,7 @@ import torch
 from seg3d.config import GridConfig, ModelConfig
 from seg3d.model import Encoder3D
 from seg3d.model.encoder import _scatter_mean
-from seg3d.model.sparse_conv import TableSubMConv3d, make_subm_conv, run_spconv
+from seg3d.model.sparse_conv import TableSubMConv3d, make_subm_conv, present_tap_conv, run_spconv, tap_pairs
 from seg3d.preprocess import build_segment_pool, neighbour_table, prepare_inputs, voxelize
 
 GRID = GridConfig(point_range=((-4.0, 4.0), (-4.0, 4.0), (-1.0, 1.0)), spatial_shape=(40, 40, 10))
@@ -187,3 +187,22 @@ def test_table_encoder_creates_every_tensor_on_its_inputs_device(tiny_config: Mo
     assert out.logits.device.type == "meta"
     assert out.logits.shape == (2000, tiny_config.num_classes)
     assert all(p.device.type == "meta" for p in out.point_features + out.voxel_features)
+
+
+def test_present_tap_conv_under_bf16_autocast_sums_in_fp32() -> None:
+    """Each row sums up to 27 bf16 products: the sum is float32, not a bf16 running sum."""
+    voxels, _ = _voxels(6000)
+    pairs = tap_pairs(neighbour_table(voxels.coords, voxels.cells))
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn((voxels.num_voxels, 16), generator=g)
+    weight = torch.randn((24, 3, 3, 3, 16), generator=g)
+    with _bf16_autocast():
+        out = present_tap_conv(x, pairs, weight)
+    # the same bf16 products, summed in float32 by hand
+    kernel = weight.permute(1, 2, 3, 4, 0).reshape(27, 16, 24).bfloat16()
+    xb = x.bfloat16()
+    expected = (xb @ kernel[13]).float()
+    for tap, rows, src in zip(pairs.taps, pairs.rows, pairs.sources, strict=True):
+        expected.index_add_(0, rows, (xb[src] @ kernel[tap]).float())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
