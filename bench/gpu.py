@@ -37,8 +37,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 MODES = ("3d", "2dpass", "2ddata")
 GPU_BACKENDS = ("tensorrt", "onnxruntime", "torch")
@@ -97,16 +95,29 @@ def _cloud(config: Any) -> tuple[Any, str]:
     return points[crop_mask(points[:, :3], config.grid)], source
 
 
+def _test_samples() -> Any:
+    """``tests/training/model/samples.py``, loaded by path: the tests are not an installed package."""
+    import importlib.util
+
+    path = ROOT / "tests" / "training" / "model" / "samples.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_samples", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def training_step(mode: str, config_name: str) -> dict[str, Any]:
     import torch
 
     from seg3d.config import load_config
     from seg3d.preprocess.device import move_to
     from seg3d.scans import real_scans, synthetic_sweep
-    from tests.training.model.samples import make_sample  # the full-config step of the CPU test
     from training.data.batch import collate
     from training.model import BranchConfig, build_training_model
 
+    make_sample = _test_samples().make_sample  # the full-config step of the CPU test
     torch.manual_seed(0)
     config = load_config(config_name)
     scans = real_scans(("nuscenes",))
