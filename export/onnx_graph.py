@@ -3,9 +3,16 @@
 The graph is written node by node with `onnx.helper` rather than traced, so its operator set is
 exactly the one below and nothing else (`export/trt_allowlist.yaml` checks it):
 
-- submanifold 3×3×3 conv: ``Concat`` (zero row) → ``Gather`` over the neighbour table → ``Reshape``
-  ``[V, 27·C]`` → ``MatMul`` ``[27·C, C]`` → ``Add`` bias; the 1×1×1 conv and every linear layer are
-  ``MatMul`` + ``Add``;
+- submanifold 3×3×3 conv, in one of two forms (`seg3d.manifest.GraphForm`):
+
+  - ``dense``: ``Concat`` (zero row) → ``Gather`` over the neighbour table → ``Reshape``
+    ``[V, 27·C]`` → ``MatMul`` ``[27·C, C]`` → ``Add`` bias;
+  - ``sparse`` (present taps only): ``MatMul`` of every voxel by the centre tap; for each other tap
+    ``Gather`` of its source rows (zero row appended) → ``MatMul`` by that tap's ``[C, C]``; the
+    contributions ``Concat``-ed in tap order and summed per voxel like a pool without weights
+    (``Gather`` → ``ReduceSum``, overflow through ``ScatterND``), in float32; ``Add`` centre and bias;
+
+  the 1×1×1 conv and every linear layer are ``MatMul`` + ``Add``;
 - every scatter-mean: ``Gather`` → ``Mul`` by the table weights → ``ReduceSum`` over the width, the
   overflow rows summed the same way and written back with ``ScatterND`` (no reduction attribute:
   the targets are distinct);
@@ -30,11 +37,18 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from seg3d.config import ModelConfig
-from seg3d.graph_inputs import POOL_PARTS, graph_input_names, pool_names
-from seg3d.manifest import Precision
+from seg3d.graph_inputs import (
+    NON_CENTRE_TAPS,
+    POOL_PARTS,
+    TAP_SUM_WIDTH,
+    graph_input_names,
+    pool_names,
+    tap_input_names,
+)
+from seg3d.manifest import GRAPH_FORMS, GraphForm, Precision
 from seg3d.model.sparse_conv import one_by_one_matrix
 
-__all__ = ["IR_VERSION", "OPSET", "Precision", "build_encoder_graph"]
+__all__ = ["IR_VERSION", "OPSET", "GraphForm", "Precision", "build_encoder_graph"]
 
 OPSET = 17
 #: IR 8 is what opset 17 shipped with; TensorRT 10's parser and ONNX Runtime both read it.
@@ -88,9 +102,12 @@ class _Graph:
 
 
 class _EncoderGraph:
-    def __init__(self, state: dict[str, torch.Tensor], config: ModelConfig, precision: Precision) -> None:
+    def __init__(
+        self, state: dict[str, torch.Tensor], config: ModelConfig, precision: Precision, form: GraphForm
+    ) -> None:
         self.state = state
         self.config = config
+        self.form = form
         self.g = _Graph(precision)
         self.hidden = config.encoder.hidden
         self.slope = config.encoder.leaky_slope
@@ -105,7 +122,50 @@ class _EncoderGraph:
     def leaky(self, x: str) -> str:
         return self.g.op("LeakyRelu", [x], alpha=self.slope)
 
-    def conv3(self, x: str, neighbours: str, prefix: str) -> str:
+    def conv3(self, x: str, scale: int, prefix: str) -> str:
+        if self.form == "sparse":
+            return self.conv3_sparse(x, scale, prefix)
+        return self.conv3_dense(x, f"neighbours_s{scale}", prefix)
+
+    def conv3_sparse(self, x: str, scale: int, prefix: str) -> str:
+        """Present taps only: centre MatMul + per-tap Gather·MatMul, summed per voxel in float32."""
+        g = self.g
+        weight = self.state[f"{prefix}.weight"]  # (C_out, 3, 3, 3, C_in)
+        c_out, c_in = weight.shape[0], weight.shape[-1]
+        kernel = weight.permute(1, 2, 3, 4, 0).reshape(-1, c_in, c_out)  # (27, C_in, C_out)
+        fp16 = g.precision == "fp16"
+        padded = g.op("Concat", [x, g.zero_row(c_in, g.dtype)], axis=0)
+        sources, sums = tap_input_names(scale)
+        contributions = [
+            g.op(
+                "MatMul", [g.op("Gather", [padded, source], axis=0), g.weight(kernel[t], f"{prefix}.weight")]
+            )
+            for t, source in zip(NON_CENTRE_TAPS, sources, strict=True)
+        ]
+        every = g.op("Concat", contributions, axis=0)  # [R, C_out]
+        summed = self.row_sum(g.cast(every, TensorProto.FLOAT) if fp16 else every, sums, c_out)
+        centre = g.op("MatMul", [x, g.weight(kernel[len(kernel) // 2], f"{prefix}.weight")])
+        out = g.op("Add", [g.cast(centre, TensorProto.FLOAT) if fp16 else centre, summed])
+        if fp16:
+            out = g.cast(out, TensorProto.FLOAT16)
+        return g.op("Add", [out, g.weight(self.state[f"{prefix}.bias"], f"{prefix}.bias")])
+
+    def row_sum(self, rows: str, names: list[str], channels: int) -> str:
+        """Per-target sums of float32 ``rows`` through a weightless pool form (index, extra_index,
+        overflow_target, overflow_index): the same Gather · ReduceSum · ScatterND as `pool`."""
+        g = self.g
+        index, extra_index, overflow_target, overflow_index = names
+        zero = g.zero_row(channels, np.float32)
+        padded = g.op("Concat", [rows, zero], axis=0)
+        main = g.op("ReduceSum", [g.op("Gather", [padded, index], axis=0), g.axes(1)], keepdims=0)
+        extra = g.op("ReduceSum", [g.op("Gather", [padded, extra_index], axis=0), g.axes(1)], keepdims=0)
+        fragments = g.op("Concat", [main, extra, zero], axis=0)
+        completed = g.op(
+            "ReduceSum", [g.op("Gather", [fragments, overflow_index], axis=0), g.axes(1)], keepdims=0
+        )
+        return g.op("ScatterND", [main, overflow_target, completed])
+
+    def conv3_dense(self, x: str, neighbours: str, prefix: str) -> str:
         weight = self.state[f"{prefix}.weight"]  # (C_out, 3, 3, 3, C_in)
         c_out, c_in = weight.shape[0], weight.shape[-1]
         flat = weight.permute(1, 2, 3, 4, 0).reshape(27 * c_in, c_out)
@@ -155,13 +215,12 @@ class _EncoderGraph:
         x = self.linear(self.pool(h, "pool_points", c, x_is_fp32=True), "embed.fc2")
         point_features = []
         for i, (r_prev, r) in enumerate(zip(enc.conv_scales, enc.scale_list, strict=True)):
-            neighbours = f"neighbours_s{r_prev}"
             v = x
             for j in range(2):
                 base = f"blocks.{i}.voxel.{j}"
                 identity = self.conv1(v, f"{base}.shortcut")
-                h = self.leaky(self.conv3(v, neighbours, f"{base}.conv1"))
-                v = self.leaky(g.op("Add", [self.conv3(h, neighbours, f"{base}.conv2"), identity]))
+                h = self.leaky(self.conv3(v, r_prev, f"{base}.conv1"))
+                v = self.leaky(g.op("Add", [self.conv3(h, r_prev, f"{base}.conv2"), identity]))
             f = g.op("Add", [x, v])
             ctx_prefix = f"blocks.{i}.point.context"
             ctx = self.pool(f, f"pool_context_s{r_prev}", c)
@@ -191,12 +250,19 @@ class _EncoderGraph:
         return logits, labels
 
 
-def _input_infos(config: ModelConfig, precision: Precision) -> list[onnx.ValueInfoProto]:
+def _input_infos(config: ModelConfig, form: GraphForm) -> list[onnx.ValueInfoProto]:
     enc, widths = config.encoder, config.tables
     conv_scales = sorted(set(enc.conv_scales))
     dims: dict[str, list[str | int]] = {"features": ["N", 10]}
     for s in conv_scales:
         dims[f"neighbours_s{s}"] = [f"V{s}", 27]
+        sources, (index, extra_index, overflow_target, overflow_index) = tap_input_names(s)
+        for t, name in zip(NON_CENTRE_TAPS, sources, strict=True):
+            dims[name] = [f"P{s}_{min(t, 26 - t)}"]  # taps t and 26 - t: the same pairs, swapped
+        dims[index] = [f"V{s}", TAP_SUM_WIDTH]
+        dims[extra_index] = [f"tap_sum_s{s}_E", TAP_SUM_WIDTH]
+        dims[overflow_target] = [f"tap_sum_s{s}_H", 1]
+        dims[overflow_index] = [f"tap_sum_s{s}_H", f"tap_sum_s{s}_K"]
         dims[f"context_inverse_s{s}"] = [f"V{s}"]
     for s in sorted(set(enc.scale_list)):
         dims[f"inverse_s{s}"] = ["N"]
@@ -216,7 +282,7 @@ def _input_infos(config: ModelConfig, precision: Precision) -> list[onnx.ValueIn
         dims[f"{pool}_overflow_target"] = [f"{pool}_H", 1]
         dims[f"{pool}_overflow_index"] = [f"{pool}_H", f"{pool}_K"]
     infos = []
-    for name in graph_input_names(config):
+    for name in graph_input_names(config, form):
         is_float = name == "features" or name.endswith("_weight")
         dtype = TensorProto.FLOAT if is_float else TensorProto.INT64
         infos.append(helper.make_tensor_value_info(name, dtype, dims[name]))
@@ -225,18 +291,23 @@ def _input_infos(config: ModelConfig, precision: Precision) -> list[onnx.ValueIn
 
 
 def build_encoder_graph(
-    folded_state: dict[str, torch.Tensor], config: ModelConfig, precision: Precision = "fp32"
+    folded_state: dict[str, torch.Tensor],
+    config: ModelConfig,
+    precision: Precision = "fp32",
+    form: GraphForm = "dense",
 ) -> onnx.ModelProto:
     """The ONNX model of the encoder whose BN-folded state dict is ``folded_state``.
 
-    Inputs are `seg3d.graph_inputs.graph_input_names` (dynamic point, voxel and table dims);
-    outputs ``logits`` ``[N, num_classes]`` float32 and ``labels`` ``[N]`` int64.
+    Inputs are `seg3d.graph_inputs.graph_input_names` of ``form`` (dynamic point, voxel and table
+    dims); outputs ``logits`` ``[N, num_classes]`` float32 and ``labels`` ``[N]`` int64.
     """
     if precision not in _ONNX_TYPE:
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    if form not in GRAPH_FORMS:
+        raise ValueError(f"form must be one of {', '.join(GRAPH_FORMS)}, got {form!r}")
     if any(".bn" in key for key in folded_state):
         raise ValueError("the state dict still has BatchNorm entries: fold it first (fold_state_dict)")
-    encoder = _EncoderGraph(folded_state, config, precision)
+    encoder = _EncoderGraph(folded_state, config, precision, form)
     logits, labels = encoder.build()
     g = encoder.g
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits_out"))
@@ -244,7 +315,7 @@ def build_encoder_graph(
     graph = helper.make_graph(
         g.nodes,
         f"{config.name}_encoder3d",
-        _input_infos(config, precision),
+        _input_infos(config, form),
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", config.num_classes]),
             helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"]),

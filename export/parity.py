@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_inputs
-from seg3d.manifest import ParityScan
+from seg3d.manifest import GraphForm, ParityScan
 from seg3d.model import Encoder3D
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan
@@ -63,13 +63,15 @@ def run_parity(
     config: ModelConfig,
     scans: Iterable[RealScan],
     progress: bool = True,
+    graph: GraphForm = "dense",
 ) -> list[ParityScan]:
-    """Run the graph and the reference on each scan (cropped to the grid) and compare."""
+    """Run the graph (of form ``graph``) and the reference on each scan (cropped to the grid) and
+    compare."""
     results = []
     for scan in tqdm(list(scans), desc="parity vs spconv", unit="scan", disable=not progress):
         points = scan.points[crop_mask(scan.points[:, :3], config.grid)]
         inputs = prepare_inputs(points, config)
-        feeds = {name: t.cpu().numpy() for name, t in graph_inputs(inputs, config).items()}
+        feeds = {name: t.cpu().numpy() for name, t in graph_inputs(inputs, config, graph).items()}
         logits, labels = session.run(["logits", "labels"], feeds)
         with torch.no_grad():
             expected = reference(inputs).numpy()

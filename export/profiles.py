@@ -1,8 +1,9 @@
 """TensorRT optimization-profile shapes for every dynamic graph input.
 
 Every symbolic dimension of the graph (points ``N``, voxels ``V<s>``, context cells ``C<s>``, pool
-overflow sizes) gets a ``(min, opt, max)`` triple. ``opt`` comes from preprocessing a reference cloud
-(a real sweep when available), scaled to ``opt_points``; ``max`` is a bound that holds for any
+overflow sizes; in the sparse form the pairs per tap ``P<s>_<t>`` and the tap-sum sizes) gets a
+``(min, opt, max)`` triple. ``opt`` comes from preprocessing a reference cloud (a real sweep when
+available), scaled to ``opt_points``; ``max`` is a bound that holds for any
 cloud of ``max_points`` points; ``min`` is 1 for everything but ``N``.
 
 `memory_estimate` says what a profile's maximum costs on the GPU: the largest tensor (the gathered
@@ -20,7 +21,7 @@ import onnx
 import torch
 
 from seg3d.config import ModelConfig
-from seg3d.graph_inputs import graph_inputs
+from seg3d.graph_inputs import TAP_SUM_WIDTH, graph_form_of, graph_inputs
 from seg3d.preprocess import prepare_inputs
 
 __all__ = [
@@ -141,7 +142,19 @@ def dimension_values(model: onnx.ModelProto, named: dict[str, torch.Tensor]) -> 
     return values
 
 
+#: Non-centre taps whose contributions a voxel sums (sparse form).
+_SIDE_TAPS = 26
+
+
 def _upper_bound(dim: str, max_points: int, config: ModelConfig) -> int:
+    if dim.startswith("tap_sum_"):  # sparse form: sums of ≤ 26 contributions per voxel
+        fragments = -(-_SIDE_TAPS // TAP_SUM_WIDTH)
+        if dim.endswith("_E"):
+            return max_points * (fragments - 1) + 1
+        if dim.endswith("_H"):
+            return max_points
+        if dim.endswith("_K"):
+            return fragments
     widths = config.tables
     width = widths.point_pool_width if dim.startswith("pool_points") else widths.voxel_pool_width
     if dim.endswith("_E"):  # extra fragments: at most one per `width` sources
@@ -164,7 +177,8 @@ def profile_shapes(
     """``name → (min, opt, max)`` shapes for every graph input."""
     if not 1 <= min_points <= opt_points <= max_points:
         raise ValueError(f"need 1 <= min <= opt <= max points, got {min_points}/{opt_points}/{max_points}")
-    measured = dimension_values(model, graph_inputs(prepare_inputs(reference_points, config), config))
+    form = graph_form_of([value.name for value in model.graph.input])
+    measured = dimension_values(model, graph_inputs(prepare_inputs(reference_points, config), config, form))
     ratio = opt_points / max(1, reference_points.shape[0])
     low: dict[str, int] = {}
     opt: dict[str, int] = {}

@@ -3,6 +3,7 @@
     python export/to_trt.py --checkpoint runs/demo/best.pt --out exports/mymodel
     python export/to_trt.py --config nuscenes_full --random-init --out /tmp/full --precision fp16
     python export/to_trt.py --checkpoint best.pt --out exports/v2 --parity-scans a.pcd.bin b.pcd.bin
+    python export/to_trt.py --config nuscenes_full --random-init --out /tmp/sparse --graph sparse
     python export/to_trt.py --onnx exports/mymodel/model.onnx   # build the engine later, on a GPU host
 
 Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder -> fold
@@ -61,8 +62,10 @@ from seg3d.checkpoint import (
 from seg3d.config import ModelConfig, bundled_configs, load_config
 from seg3d.io import file_sha256
 from seg3d.manifest import (
+    GRAPH_FORMS,
     EngineInfo,
     FileRecord,
+    GraphForm,
     ManifestError,
     ParityReport,
     Precision,
@@ -79,6 +82,11 @@ from seg3d.scans import RealScan, real_data_dir, real_scans, synthetic_sweep
 
 #: Minimum argmax agreement with the spconv reference, per precision.
 PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
+#: Graph form of ``--graph`` when not given. ``dense``: with ONNX Runtime on 2 CPU cores the sparse
+#: form ran a real nuScenes sweep 3x faster at nuscenes_full but gained nothing end to end at tiny
+#: (10 ms less in the graph, 12-15 ms more to build its tables), and the TensorRT serving backend
+#: feeds the dense form only.
+DEFAULT_GRAPH: GraphForm = "dense"
 #: Seeds of the synthetic sweeps parity falls back to when no real scan is at hand.
 SYNTHETIC_PARITY_SEEDS = (0, 1, 2)
 
@@ -118,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=["fp32", "fp16"],
         default="fp32",
         help="fp16 stores weights and runs convs/linears in float16; reductions stay float32",
+    )
+    p.add_argument(
+        "--graph",
+        choices=list(GRAPH_FORMS),
+        default=DEFAULT_GRAPH,
+        help="how the graph computes its 3x3x3 convolutions: 'dense' gathers all 27 taps of every "
+        "voxel into one MatMul; 'sparse' multiplies only the neighbours present and sums them per "
+        f"voxel (other graph inputs; recorded in the manifest). Default {DEFAULT_GRAPH}",
     )
     p.add_argument(
         "--onnx-only", action="store_true", help="skip the TensorRT engine even if TensorRT is present"
@@ -245,6 +261,7 @@ def _parity_gate(
     precision: Precision,
     user: list[RealScan] | None,
     what: str = "",
+    graph: GraphForm = "dense",
 ) -> ParityReport:
     """Run ``session`` (ONNX Runtime, or the engine behind the same ``run`` interface) against the
     spconv reference on the parity scans; `CheckFailed` below the precision's threshold. ``what``
@@ -252,7 +269,7 @@ def _parity_gate(
     scans, source = _parity_scans(user, config)
     reference = Encoder3D(config, "spconv")
     reference.load_state_dict(model.state_dict())
-    results = run_parity(session, reference.eval(), config, scans)
+    results = run_parity(session, reference.eval(), config, scans, graph=graph)
     worst = min(r.argmax_agreement for r in results)
     threshold = PARITY_THRESHOLD[precision]
     for r in results:
@@ -281,9 +298,10 @@ def _check_parity(
     onnx_bytes: bytes,
     precision: Precision,
     user: list[RealScan] | None = None,
+    graph: GraphForm = "dense",
 ) -> ParityReport:
     runtime = "onnxruntime CPUExecutionProvider"
-    return _parity_gate(ort_session(onnx_bytes), runtime, model, config, precision, user)
+    return _parity_gate(ort_session(onnx_bytes), runtime, model, config, precision, user, graph=graph)
 
 
 def _check_engine_parity(
@@ -293,6 +311,7 @@ def _check_engine_parity(
     config: ModelConfig,
     precision: Precision,
     user: list[RealScan] | None = None,
+    graph: GraphForm = "dense",
 ) -> EngineInfo:
     """The ONNX parity gate, same scans and thresholds, on the built engine: TensorRT may pick
     other kernels (and TF32 or fp16 accumulation) than ONNX Runtime on CPU. A failing engine is
@@ -300,7 +319,7 @@ def _check_engine_parity(
     session = engine_session(folder, config)
     runtime = session.description + (" (TF32 off)" if precision == "fp32" else "")
     try:
-        report = _parity_gate(session, runtime, model, config, precision, user, what="engine ")
+        report = _parity_gate(session, runtime, model, config, precision, user, what="engine ", graph=graph)
     except CheckFailed:
         (folder / engine.file).unlink(missing_ok=True)
         raise
@@ -377,9 +396,10 @@ def export(args: argparse.Namespace) -> Path:
         if args.parity_scans and skip_reason is None
         else None
     )
-    print(f"exporting {name}: {config.name} ({mode}, {source}) as {args.precision}")
+    form: GraphForm = args.graph
+    print(f"exporting {name}: {config.name} ({mode}, {source}) as {args.precision}, {form} graph")
     folded = fold_state_dict(model.state_dict(), model)
-    graph = build_encoder_graph(folded, config, args.precision)
+    graph = build_encoder_graph(folded, config, args.precision, form)
     onnx.checker.check_model(graph, full_check=True)
     try:
         op_types = check_graph(graph)
@@ -401,7 +421,7 @@ def export(args: argparse.Namespace) -> Path:
         parity = (
             ParityReport(status="skipped", reason=skip_reason)
             if skip_reason is not None
-            else _check_parity(model, config, onnx_bytes, args.precision, user_scans)
+            else _check_parity(model, config, onnx_bytes, args.precision, user_scans, form)
         )
         engine = None
         ok, why = tensorrt_status()
@@ -410,7 +430,9 @@ def export(args: argparse.Namespace) -> Path:
         elif ok:
             engine = _engine(onnx_path, staging / "model.engine", graph, config, args, args.precision)
             if skip_reason is None:
-                engine = _check_engine_parity(staging, engine, model, config, args.precision, user_scans)
+                engine = _check_engine_parity(
+                    staging, engine, model, config, args.precision, user_scans, form
+                )
         else:
             print(
                 f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"
@@ -432,6 +454,7 @@ def export(args: argparse.Namespace) -> Path:
             checkpoint_sha256=checkpoint_sha256,
             name=name,
         )
+        manifest = manifest.model_copy(update={"graph": manifest.graph.model_copy(update={"form": form})})
         write_manifest(staging, manifest)
         for file in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
             if (staging / file).exists():
@@ -466,7 +489,9 @@ def build_from_onnx(args: argparse.Namespace) -> Path:
     skip_reason = _parity_skip_reason(args)
     if skip_reason is None:
         encoder = load_encoder(folder / "encoder3d.pt")
-        engine = _check_engine_parity(folder, engine, encoder, manifest.config, precision, None)
+        engine = _check_engine_parity(
+            folder, engine, encoder, manifest.config, precision, None, manifest.graph.form
+        )
     else:
         print(f"WARNING: engine parity check skipped: {skip_reason}", file=sys.stderr)
         if args.strict:

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from seg3d.config import ModelConfig
 from seg3d.io import atomic_writer
 from seg3d.model import Encoder3D, fold_batchnorm
+from seg3d.model.precision import TorchPrecision, to_bf16
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT, Backend
 
 __all__ = [
@@ -150,6 +151,7 @@ def load_encoder(
     backend: Backend = "table",
     device: torch.device | str = "cpu",
     fold: bool = False,
+    precision: TorchPrecision = "fp32",
 ) -> Encoder3D:
     """The 3D encoder of a checkpoint (any mode), in eval mode on ``device``: the one way export,
     serving and evaluation load weights.
@@ -160,11 +162,17 @@ def load_encoder(
         device: where the encoder runs; a ``table`` encoder on CPU convolves over the present
             neighbour taps only (the CPU fast path: same values, fewer operations).
         fold: fold BatchNorm into the neighbouring convolutions and linears (inference only).
+        precision: ``bf16`` stores the weights in bfloat16 once, here, after folding in float64
+            (`seg3d.model.precision.to_bf16`: what stays float32 and why); needs ``fold`` and the
+            ``table`` backend.
 
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: not a checkpoint, or weights that do not fit its own config.
+        ValueError: ``bf16`` without ``fold`` or on the ``spconv`` backend.
     """
+    if precision == "bf16" and (backend != "table" or not fold):
+        raise ValueError("precision 'bf16' needs backend 'table' and fold=True")
     checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source)
     where = "checkpoint" if isinstance(source, Checkpoint) else str(source)
     encoder = Encoder3D(checkpoint.model_config, backend)
@@ -175,4 +183,5 @@ def load_encoder(
     encoder = fold_batchnorm(encoder.eval()) if fold else encoder.eval()
     device = torch.device(device)
     encoder.present_taps = backend == "table" and device.type == "cpu"
-    return encoder.to(device)
+    encoder = encoder.to(device)
+    return to_bf16(encoder) if precision == "bf16" else encoder

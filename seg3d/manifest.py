@@ -26,6 +26,7 @@ from seg3d.config import ModelConfig
 from seg3d.io import file_sha256, write_atomic
 
 __all__ = [
+    "GRAPH_FORMS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
     "ArtifactError",
@@ -33,6 +34,7 @@ __all__ = [
     "EngineInfo",
     "ExportManifest",
     "FileRecord",
+    "GraphForm",
     "GraphInfo",
     "InputContract",
     "ManifestError",
@@ -52,6 +54,13 @@ _LEGACY_FORMAT = "ddata-export/1"
 
 #: Weight and arithmetic precision of an exported graph.
 Precision = Literal["fp32", "fp16"]
+
+#: How an exported graph computes its 3×3×3 submanifold convolutions: ``dense`` gathers all 27 taps
+#: of every voxel (im2col ``[V, 27·C]`` → one MatMul); ``sparse`` multiplies only the present taps
+#: and sums them per voxel through fixed-width tables (`seg3d.graph_inputs`). The two take different
+#: graph inputs; manifests written before the field existed hold ``dense`` graphs.
+GraphForm = Literal["dense", "sparse"]
+GRAPH_FORMS: tuple[GraphForm, ...] = ("dense", "sparse")
 
 #: What makes a model name one URL path segment (``/v2/models/{name}``), besides not being . or ..
 MODEL_NAME_RULE = (
@@ -136,6 +145,7 @@ class TensorInfo(_Strict):
 
 class GraphInfo(_Strict):
     file: str
+    form: GraphForm = "dense"  # absent in manifests written before the sparse form: dense
     opset: int
     ir_version: int
     op_types: list[str]

@@ -4,8 +4,8 @@
     python -m serve --model exports/full --backend onnxruntime --port 8080 --name full
 
 Every flag also reads from the environment (SEG_MODEL, SEG_MODEL_NAME for --name, SEG_BACKEND,
-SEG_HOST, SEG_PORT, SEG_MAX_POINTS, SEG_MAX_QUEUE, SEG_THREADS, SEG_AUTH_TOKEN, SEG_KEEP_UP ...);
-flags win.
+SEG_TORCH_PRECISION, SEG_HOST, SEG_PORT, SEG_MAX_POINTS, SEG_MAX_QUEUE, SEG_THREADS, SEG_AUTH_TOKEN,
+SEG_KEEP_UP ...); flags win.
 
 The model loads on a background thread while the server already answers /v2/health/live. If it
 fails to load or warm up (missing or corrupt file, foreign manifest, a graph that does not parse, a
@@ -31,6 +31,7 @@ from typing import get_args
 import uvicorn
 from pydantic import ValidationError
 
+from seg3d.model import TorchPrecision
 from serve.app import create_app
 from serve.backends import DESCRIPTIONS, ORDER
 from serve.settings import BackendChoice, ServeSettings
@@ -78,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the manifest's model.name); 1 to 64 letters, digits, '-', '_' or '.'",
     )
     parser.add_argument("--backend", choices=get_args(BackendChoice), help=_backend_help())
+    parser.add_argument(
+        "--torch-precision",
+        choices=get_args(TorchPrecision),
+        help="precision of the torch backend: fp32 (default) or bf16 (weights converted to bf16 once "
+        "at load; float32 input embedding, pool sums and logits; fastest on CPUs with AVX512-BF16/AMX)",
+    )
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--max-points", type=int, help="larger clouds get 413 (default 2,000,000)")

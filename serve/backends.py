@@ -24,8 +24,10 @@ import torch
 
 from seg3d.checkpoint import load_encoder
 from seg3d.config import ModelConfig
-from seg3d.graph_inputs import graph_inputs
-from seg3d.model import Encoder3D, labels_from_logits, spconv_available
+from seg3d.graph_inputs import graph_form_of, graph_inputs
+from seg3d.manifest import MANIFEST_NAME, GraphForm, load_manifest
+from seg3d.model import Encoder3D, TorchPrecision, labels_from_logits, spconv_available
+from seg3d.model.precision import native_bf16_cpu
 from seg3d.preprocess import EncoderInputs
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "TorchBackend",
     "choose_backend",
     "load_backend",
+    "precision_of",
 ]
 
 log = logging.getLogger("serve.backends")
@@ -97,12 +100,23 @@ class Backend(Protocol):
         ...
 
 
+def _export_graph_form(model_dir: Path) -> GraphForm | None:
+    """The graph form the export folder's manifest records (``dense`` for manifests written before
+    the field existed), or None when the folder has no manifest."""
+    if not (model_dir / MANIFEST_NAME).is_file():
+        return None
+    return load_manifest(model_dir, verify=False).graph.form  # the service verified it on load
+
+
 @dataclass
 class OnnxRuntimeBackend:
+    """The exported graph in ONNX Runtime, fed in the form its manifest records (``graph``)."""
+
     session: Any
     config: ModelConfig
     device: str
     name: str = "onnxruntime"
+    graph: GraphForm = "dense"
 
     @classmethod
     def load(cls, model_dir: Path, config: ModelConfig, threads: int | None) -> OnnxRuntimeBackend:
@@ -132,40 +146,69 @@ class OnnxRuntimeBackend:
                 "(check the CUDA 12 and cuDNN 9 libraries onnxruntime-gpu needs); serving on CPU",
                 ", ".join(active) or "no provider",
             )
-        return cls(session, config, "cuda" if on_cuda else "cpu")
+        # Feed the form the manifest records; the graph's own inputs must say the same.
+        recorded = _export_graph_form(model_dir)
+        found = (
+            graph_form_of([i.name for i in session.get_inputs()]) if hasattr(session, "get_inputs") else None
+        )
+        if recorded is not None and found is not None and recorded != found:
+            raise BackendLoadError(
+                f"{path}: the manifest records a {recorded} graph but the graph's inputs are those of "
+                f"the {found} form (re-export the model)"
+            )
+        form: GraphForm = recorded or found or "dense"
+        return cls(session, config, "cuda" if on_cuda else "cpu", graph=form)
 
     def check_points(self, points: int) -> None:
         """Any number of points runs (no fixed shape range)."""
 
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
-        feeds = {k: v.cpu().numpy() for k, v in graph_inputs(inputs, self.config).items()}
+        feeds = {k: v.cpu().numpy() for k, v in graph_inputs(inputs, self.config, self.graph).items()}
         (labels,) = self.session.run(["labels"], feeds)
         return np.asarray(labels, dtype=np.int64)
 
 
 @dataclass
 class TorchBackend:
+    """The encoder in PyTorch. ``precision`` (``torch`` only): ``fp32``, or ``bf16`` with the weights
+    stored in bfloat16 once at load (`seg3d.model.precision`); the ``spconv`` reference is fp32."""
+
     model: Encoder3D
     config: ModelConfig
     device: str
     name: str
+    precision: TorchPrecision = "fp32"
 
     @classmethod
-    def load(cls, model_dir: Path, config: ModelConfig, kind: Literal["torch", "spconv"]) -> TorchBackend:
+    def load(
+        cls,
+        model_dir: Path,
+        config: ModelConfig,
+        kind: Literal["torch", "spconv"],
+        precision: TorchPrecision = "fp32",
+    ) -> TorchBackend:
         path = model_dir / "encoder3d.pt"
         if not path.is_file():
             raise BackendUnavailable(f"{path} not found (re-export the model with export/to_trt.py)")
         if kind == "spconv" and not spconv_available():
             raise BackendUnavailable("spconv is not installed")
+        precision = precision if kind == "torch" else "fp32"
         device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            # torch: the `table` encoder, BatchNorm folded (CPU fast path set); spconv: the reference
+            # torch: the `table` encoder, BatchNorm folded (CPU fast path set), weights in
+            # ``precision``; spconv: the reference, float32
             model = load_encoder(
-                path, "spconv" if kind == "spconv" else "table", device=device, fold=kind == "torch"
+                path,
+                "spconv" if kind == "spconv" else "table",
+                device=device,
+                fold=kind == "torch",
+                precision=precision,
             )
         except Exception as exc:  # CheckpointError, or what torch raises for a file it cannot read
             raise _load_error(path, "the encoder checkpoint does not load", exc) from exc
-        return cls(model, config, device, kind)
+        if precision == "bf16":
+            log.info("torch: %s", _bf16_summary(model, device))
+        return cls(model, config, device, kind, precision)
 
     @torch.inference_mode()
     def check_points(self, points: int) -> None:
@@ -174,6 +217,23 @@ class TorchBackend:
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         labels = labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index)
         return np.asarray(labels.cpu().numpy(), dtype=np.int64)
+
+
+def precision_of(backend: Backend, exported: str) -> str:
+    """The arithmetic precision ``backend`` runs in: a `TorchBackend`'s own (``fp32``/``bf16``), else
+    the exported graph's (``exported``, the manifest's ``model.precision``)."""
+    return backend.precision if isinstance(backend, TorchBackend) else exported
+
+
+def _bf16_summary(model: Encoder3D, device: str) -> str:
+    """One log line: how many weights are bf16, and whether this CPU has native bf16 MatMuls."""
+    params = list(model.parameters())
+    bf16 = sum(p.numel() for p in params if p.dtype == torch.bfloat16)
+    total = sum(p.numel() for p in params)
+    line = f"weights in bf16 ({bf16:,} of {total:,} parameters; embedding input, pool sums, logits float32)"
+    if device == "cpu" and not native_bf16_cpu():
+        line += "; this CPU has no native bf16 MatMul (oneDNN), expect it to be slower than fp32"
+    return line
 
 
 #: TensorRT output dtype (by ``DataType`` name) -> torch dtype; and what each output may be.
@@ -213,6 +273,7 @@ class TensorRTBackend:
     name: str = "tensorrt"
     min_points: int = 1
     max_points: int | None = None
+    graph: GraphForm = "dense"  # the form the engine was built from, read from its input names
 
     @classmethod
     def load(cls, model_dir: Path, config: ModelConfig) -> TensorRTBackend:
@@ -257,9 +318,19 @@ class TensorRTBackend:
                 "the engine's activations at its profile maximum?)"
             )
         low, _, high = engine.get_tensor_profile_shape("features", 0)
+        graph = graph_form_of([engine.get_tensor_name(i) for i in range(engine.num_io_tensors)])
         if stream is None:
             stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
-        return cls(engine, context, config, stream, device, min_points=int(low[0]), max_points=int(high[0]))
+        return cls(
+            engine,
+            context,
+            config,
+            stream,
+            device,
+            min_points=int(low[0]),
+            max_points=int(high[0]),
+            graph=graph,
+        )
 
     def check_points(self, points: int) -> None:
         """`EngineProfileError` unless ``points`` (in the crop) is inside the engine's profile."""
@@ -331,12 +402,18 @@ class TensorRTBackend:
             yield name, outputs[name]
 
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
-        labels = self.run(graph_inputs(inputs, self.config))["labels"]
+        labels = self.run(graph_inputs(inputs, self.config, self.graph))["labels"]
         return np.asarray(labels.cpu().numpy(), dtype=np.int64)
 
 
-def load_backend(name: str, model_dir: Path, config: ModelConfig, threads: int | None = None) -> Backend:
-    """Load backend ``name``.
+def load_backend(
+    name: str,
+    model_dir: Path,
+    config: ModelConfig,
+    threads: int | None = None,
+    torch_precision: TorchPrecision = "fp32",
+) -> Backend:
+    """Load backend ``name`` (``torch_precision``: the ``torch`` backend's, see `TorchBackend`).
 
     Raises:
         BackendUnavailable: it cannot run with this install or device, or its file is absent.
@@ -347,7 +424,7 @@ def load_backend(name: str, model_dir: Path, config: ModelConfig, threads: int |
     if name == "onnxruntime":
         return OnnxRuntimeBackend.load(model_dir, config, threads)
     if name == "torch":
-        return TorchBackend.load(model_dir, config, "torch")
+        return TorchBackend.load(model_dir, config, "torch", torch_precision)
     if name == "spconv":
         return TorchBackend.load(model_dir, config, "spconv")
     raise BackendUnavailable(f"unknown backend {name!r}; choose from auto, {', '.join(ORDER)}")
@@ -359,8 +436,10 @@ def choose_backend(
     config: ModelConfig,
     threads: int | None = None,
     probe: EncoderInputs | None = None,
+    torch_precision: TorchPrecision = "fp32",
 ) -> Backend:
-    """The requested backend; for ``auto`` the fastest that runs here.
+    """The requested backend; for ``auto`` the fastest that runs here (the ``torch`` candidate in
+    ``torch_precision``).
 
     ``auto`` loads every backend of `ORDER` that can run with this install, model folder and
     device, times each on ``probe`` (a prepared warm-up cloud; two runs, the second counts) and
@@ -368,12 +447,12 @@ def choose_backend(
     takes the first that loads.
     """
     if requested != "auto":
-        return load_backend(requested, model_dir, config, threads)
+        return load_backend(requested, model_dir, config, threads, torch_precision)
     reasons: list[str] = []
     loaded: list[Backend] = []
     for name in ORDER:
         try:
-            loaded.append(load_backend(name, model_dir, config, threads))
+            loaded.append(load_backend(name, model_dir, config, threads, torch_precision))
         except BackendUnavailable as exc:
             reasons.append(f"{name}: {exc}")
         if loaded and probe is None:

@@ -22,7 +22,7 @@ import torch
 from seg3d.manifest import ExportManifest, load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import synthetic_sweep
-from serve.backends import choose_backend
+from serve.backends import choose_backend, precision_of
 from serve.metrics import Metrics
 from serve.segmenter import Segmenter
 from serve.settings import ServeSettings
@@ -81,7 +81,9 @@ def load_model(settings: ServeSettings) -> LoadedModel:
             if settings.backend == "auto"
             else None
         )
-        backend = choose_backend(settings.backend, folder, config, settings.threads, probe)
+        backend = choose_backend(
+            settings.backend, folder, config, settings.threads, probe, settings.torch_precision
+        )
     except Exception as exc:
         raise ModelLoadError(_describe(exc, folder)) from exc
     segmenter = Segmenter(config, backend, settings.max_points)
@@ -125,18 +127,18 @@ class ModelState:
             return
         backend = model.segmenter.backend
         exported_as = model.manifest.model.name
+        precision = precision_of(backend, model.manifest.model.precision)
         log.info(
-            "model %s%s ready on %s/%s after a %.0f ms warm-up%s",
+            "model %s%s ready on %s/%s (%s) after a %.0f ms warm-up%s",
             model.name,
             f" (exported as {exported_as})" if exported_as != model.name else "",
             backend.name,
             backend.device,
+            precision,
             model.warmup_ms,
             " (UNTRAINED: random-init export)" if model.manifest.model.random_init else "",
         )
-        self.metrics.info.labels(
-            model.name, backend.name, backend.device, model.manifest.model.precision
-        ).set(1)
+        self.metrics.info.labels(model.name, backend.name, backend.device, precision).set(1)
         self.model = model
         self.status = ModelStatus.READY
 

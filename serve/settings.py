@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seg3d.manifest import check_model_name
+from seg3d.model import TorchPrecision
 from serve.backends import BackendName
 
 __all__ = ["DEFAULT_MODEL_DIR", "BackendChoice", "ServeSettings"]
@@ -29,6 +30,11 @@ class ServeSettings(BaseSettings):
         description="the name the service reports and answers to (default: the manifest's model.name)",
     )
     backend: BackendChoice = "auto"
+    torch_precision: TorchPrecision = Field(
+        "fp32",
+        description="precision of the torch backend (also as an auto candidate): fp32, or bf16 "
+        "(weights stored in bf16 at load; float32 input embedding, pool sums and logits)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_points: int = Field(2_000_000, ge=1, description="larger clouds get 413")

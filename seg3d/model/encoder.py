@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from seg3d.config import EncoderConfig, ModelConfig
-from seg3d.model.sparse_conv import Backend, TapPairs, make_subm_conv, run_spconv, tap_pairs
+from seg3d.model.precision import TorchPrecision
+from seg3d.model.sparse_conv import Backend, TapPairs, make_subm_conv, run_spconv
 from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
 from seg3d.preprocess.tables import pool_dtypes
 
@@ -196,6 +197,8 @@ class Encoder3D(nn.Module):
         # `table` only: compute the present taps instead of all 27 (the CPU fast path; same
         # result). The exported graph always uses the dense gather, which TensorRT imports natively.
         self.present_taps = False
+        # "bf16" once `seg3d.model.precision.to_bf16` has converted the weights (inference only).
+        self.precision: TorchPrecision = "fp32"
         self.embed = InputEmbedding(enc.hidden)
         self.blocks = nn.ModuleList([SPVBlock(i, enc, backend, folded) for i in range(len(enc.scale_list))])
         self.head = nn.Sequential(
@@ -226,14 +229,16 @@ class Encoder3D(nn.Module):
     def _forward_table(self, inputs: EncoderInputs, keep_point_features: bool) -> EncoderOutput:
         enc = self.config.encoder
         # mean(fc2(h)) == fc2(mean(h)): pool after the ReLU and run fc2 once per voxel.
+        # fc1 reads raw coordinates and stays float32 in a bf16 encoder; the voxel mean enters the
+        # weights' dtype here (a no-op in float32), and every layer after it runs in that dtype.
         h = F.relu(self.embed.fc1(inputs.features))
-        x = self.embed.fc2(inputs.point_pool.apply(h))
+        x = self.embed.fc2(inputs.point_pool.apply(h).to(self.embed.fc2.weight.dtype))
         voxel_features: list[torch.Tensor] = []
         point_features: list[torch.Tensor] = []
         block_outputs: list[tuple[torch.Tensor, int]] = []
         for block, r_prev, r in zip(self.spv_blocks, enc.conv_scales, enc.scale_list, strict=True):
             level = inputs.conv[r_prev]
-            pairs = tap_pairs(level.neighbours) if self.present_taps else None
+            pairs = level.tap_pairs if self.present_taps else None  # computed once per resolution
             v = x
             for residual in block.residuals:
                 v = residual.forward_table(v, level.neighbours, pairs)
@@ -252,6 +257,8 @@ class Encoder3D(nn.Module):
             x = p + v_down
         # The head's first layer over the concatenated per-point features equals the sum of each
         # block's slice applied per voxel, then gathered to points: ~12x fewer FLOPs at full width.
+        # The sum starts from the bias, which a bf16 encoder keeps in float32: the sum and the
+        # logits are then float32 (bf16 + float32 promotes), with no cast of any weight.
         first, activation, last = cast(tuple[nn.Linear, nn.Module, nn.Linear], tuple(self.head))
         hidden: torch.Tensor = first.bias
         for i, (p, r) in enumerate(block_outputs):
@@ -291,7 +298,10 @@ class Encoder3D(nn.Module):
         return EncoderOutput(logits, voxel_features, point_features)
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend!r}, folded={self.folded}, present_taps={self.present_taps}"
+        return (
+            f"backend={self.backend!r}, folded={self.folded}, present_taps={self.present_taps}, "
+            f"precision={self.precision!r}"
+        )
 
 
 def labels_from_logits(logits: torch.Tensor, ignore_index: int) -> torch.Tensor:

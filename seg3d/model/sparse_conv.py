@@ -26,13 +26,13 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
 
-from seg3d.preprocess.tables import pool_dtypes
+# The pair lists are part of the one preprocessing definition; the torch path reads the same ones.
+from seg3d.preprocess.tables import TapPairs, pool_dtypes, tap_pairs
 
 if TYPE_CHECKING:  # spconv is optional; it is imported where it runs
     from spconv.pytorch import SparseConvTensor
@@ -151,33 +151,6 @@ def gather_conv(
     return out if bias is None else out + bias
 
 
-@dataclass(frozen=True)
-class TapPairs:
-    """For each non-centre tap, the voxels that have that neighbour (``rows``) and which one it is."""
-
-    taps: tuple[int, ...]
-    rows: tuple[torch.Tensor, ...]
-    sources: tuple[torch.Tensor, ...]
-
-
-def tap_pairs(neighbours: torch.Tensor) -> TapPairs:
-    """Pairs of a neighbour table, computed once per resolution and shared by its convolutions.
-
-    Tap ``26 - t`` is tap ``t`` seen from the other voxel, so half the taps are searched and the other
-    half are the same pairs swapped.
-    """
-    num = neighbours.shape[0]
-    centre = neighbours.shape[1] // 2
-    taps, rows, sources = [], [], []
-    for t in range(centre):
-        r = torch.nonzero(neighbours[:, t] < num).flatten()
-        src = neighbours[r, t]
-        taps += [t, neighbours.shape[1] - 1 - t]
-        rows += [r, src]
-        sources += [src, r]
-    return TapPairs(tuple(taps), tuple(rows), tuple(sources))
-
-
 def present_tap_conv(
     x: torch.Tensor, pairs: TapPairs, weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -188,19 +161,24 @@ def present_tap_conv(
     that neighbour, added in place. Not an export form: ``index_add`` becomes a scatter with
     reduction, which TensorRT cannot import natively.
     """
-    kernel = weight.permute(1, 2, 3, 4, 0).reshape(-1, weight.shape[-1], weight.shape[0])  # (27, C_in, C_out)
-    # Up to 27 products per row are summed: in float32 even when they are bf16 (autocast), as pools do.
+    # (C_out, 27, C_in) is a view of the KRSC weight; tap t's (C_in, C_out) matrix is its transposed
+    # slice, which the MatMul reads in place (BLAS and oneDNN take the stride): no per-call copy
+    # or cast of the weight, in float32 or bf16.
+    kernel = weight.reshape(weight.shape[0], -1, weight.shape[-1])
+    # Up to 27 products per row are summed in float32 even when they are bf16 (a bf16 encoder, or
+    # autocast), as pools do; the bias joins the float32 sum, and the result is rounded once.
     compute, result = pool_dtypes(x)
-    out = (x @ kernel[kernel.shape[0] // 2]).to(compute)
+    out = (x @ kernel[:, kernel.shape[1] // 2].t()).to(compute)
     present = [
-        (rows, (x[src] @ kernel[tap]).to(compute))
+        (rows, (x[src] @ kernel[:, tap].t()).to(compute))
         for tap, rows, src in zip(pairs.taps, pairs.rows, pairs.sources, strict=True)
         if rows.numel()
     ]
     rows_then_contributions = (*(r for r, _ in present), *(c for _, c in present))
     out = cast(torch.Tensor, _AccumulateRows.apply(out, len(present), *rows_then_contributions))  # type: ignore[no-untyped-call]
-    out = out.to(result)
-    return out if bias is None else out + bias
+    if bias is not None:
+        out = out + bias
+    return out.to(result)
 
 
 class _AccumulateRows(torch.autograd.Function):

@@ -7,7 +7,14 @@ from seg3d.preprocess.pipeline import (
     point_features,
     prepare_inputs,
 )
-from seg3d.preprocess.tables import SegmentPool, build_segment_pool, kernel_offsets, neighbour_table
+from seg3d.preprocess.tables import (
+    SegmentPool,
+    TapPairs,
+    build_segment_pool,
+    kernel_offsets,
+    neighbour_table,
+    tap_pairs,
+)
 from seg3d.preprocess.voxelize import ScaleVoxels, crop_mask, quantize, voxelize
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "EncoderInputs",
     "ScaleVoxels",
     "SegmentPool",
+    "TapPairs",
     "build_segment_pool",
     "crop_mask",
     "kernel_offsets",
@@ -23,5 +31,6 @@ __all__ = [
     "point_features",
     "prepare_inputs",
     "quantize",
+    "tap_pairs",
     "voxelize",
 ]

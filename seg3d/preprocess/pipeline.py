@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import cast
 
 import torch
@@ -19,7 +19,7 @@ from seg3d.config import ModelConfig
 from seg3d.points import check_points
 from seg3d.preprocess.device import move_to
 from seg3d.preprocess.parallel import parallel_map
-from seg3d.preprocess.tables import SegmentPool, build_segment_pool, neighbour_table
+from seg3d.preprocess.tables import SegmentPool, TapPairs, build_segment_pool, neighbour_table, tap_pairs
 from seg3d.preprocess.voxelize import ScaleVoxels, unique_voxels, voxelize
 
 __all__ = ["POINT_FEATURE_DIM", "ConvLevel", "EncoderInputs", "point_features", "prepare_inputs"]
@@ -36,11 +36,20 @@ class ConvLevel:
         neighbours: ``(V, 27)`` neighbour rows (pad ``V``), shared by every 3×3×3 conv of the block.
         context_inverse: ``(V,)`` row of each voxel's 2× context cell (coordinates // 2).
         context_pool: mean of voxels into context cells.
+        tap_pairs: the per-tap pair lists of ``neighbours`` (`seg3d.preprocess.tables.tap_pairs`),
+            computed on first use and then kept: the present-tap convolutions (the PyTorch fast
+            path, the ``sparse`` exported graph) read them; the dense graph and the gather
+            convolution never do, so they never pay for them. Not a field: `to` recomputes them on
+            the new device when asked.
     """
 
     neighbours: torch.Tensor
     context_inverse: torch.Tensor
     context_pool: SegmentPool
+
+    @cached_property
+    def tap_pairs(self) -> TapPairs:
+        return tap_pairs(self.neighbours)
 
     def to(self, device: torch.device | str) -> ConvLevel:
         return move_to(self, device)

@@ -14,6 +14,12 @@ Segment pool
     points, expressed as a count-weighted mean over (child, parent) fragments, which is exact even
     where coarse cells do not nest the fine ones) and for the point branch's 2× context cells
     (mean over child voxels).
+
+Tap pairs
+    For each non-centre tap of a neighbour table, the voxels that have that neighbour and which
+    voxel it is (`tap_pairs`): the present-tap form of a submanifold convolution (the PyTorch CPU
+    fast path, and the ``sparse`` exported graph). Computed once per resolution, shared by every
+    convolution at that resolution.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ import torch
 from seg3d.config import KERNEL_TAPS
 from seg3d.preprocess.device import move_to
 
-__all__ = ["SegmentPool", "build_segment_pool", "kernel_offsets", "neighbour_table", "pool_dtypes"]
+__all__ = [
+    "SegmentPool",
+    "TapPairs",
+    "build_segment_pool",
+    "kernel_offsets",
+    "neighbour_table",
+    "pool_dtypes",
+    "tap_pairs",
+]
 
 
 def pool_dtypes(x: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
@@ -77,6 +91,38 @@ def neighbour_table(coords: torch.Tensor, cells: tuple[int, int, int]) -> torch.
     table[found, KERNEL_TAPS - 1 - tap] = source
     table[:, half] = torch.arange(num, device=device)
     return table
+
+
+@dataclass(frozen=True)
+class TapPairs:
+    """For each non-centre tap, the voxels that have that neighbour (``rows``) and which one it is
+    (``sources``): ``out[rows[i]] += x[sources[i]] @ W[taps[i]]`` is the tap's whole contribution."""
+
+    taps: tuple[int, ...]
+    rows: tuple[torch.Tensor, ...]
+    sources: tuple[torch.Tensor, ...]
+
+
+def tap_pairs(neighbours: torch.Tensor) -> TapPairs:
+    """Pairs of a ``(V, 27)`` neighbour table (pad ``V``), computed once per resolution and shared by
+    its convolutions.
+
+    Tap ``26 - t`` is tap ``t`` seen from the other voxel, so half the taps are searched and the other
+    half are the same pairs swapped: the taps come in the order ``0, 26, 1, 25, …, 12, 14``, and taps
+    ``t`` and ``26 - t`` always have the same number of pairs.
+    """
+    num = neighbours.shape[0]
+    centre = neighbours.shape[1] // 2
+    taps: list[int] = []
+    rows: list[torch.Tensor] = []
+    sources: list[torch.Tensor] = []
+    for t in range(centre):
+        r = torch.nonzero(neighbours[:, t] < num).flatten()
+        src = neighbours[r, t]
+        taps += [t, neighbours.shape[1] - 1 - t]
+        rows += [r, src]
+        sources += [src, r]
+    return TapPairs(tuple(taps), tuple(rows), tuple(sources))
 
 
 @dataclass(frozen=True)

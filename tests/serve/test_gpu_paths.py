@@ -176,10 +176,10 @@ def sweep(tiny):
     return points[crop_mask(points[:, :3], tiny.grid)]
 
 
-def _engine(config, sweep, **kwargs: Any) -> FakeEngine:
+def _engine(config, sweep, graph: str = "dense", **kwargs: Any) -> FakeEngine:
     from seg3d.graph_inputs import graph_inputs
 
-    named = graph_inputs(prepare_inputs(sweep, config), config)
+    named = graph_inputs(prepare_inputs(sweep, config), config, graph)
     return FakeEngine({k: tuple(v.shape) for k, v in named.items()}, config.num_classes, **kwargs)
 
 
@@ -211,6 +211,17 @@ def test_tensorrt_runs_on_its_own_stream_with_the_engines_output_dtype(tiny, swe
     context = backend.context
     assert context.streams == [FakeStream.cuda_stream]  # never 0, the legacy default stream
     assert backend.stream.synchronized == 1
+
+
+def test_tensorrt_feeds_the_form_its_engine_was_built_from(tiny, sweep, monkeypatch) -> None:
+    """An engine built from the sparse graph reads tap inputs, not neighbour tables."""
+    engine = _engine(tiny, sweep, graph="sparse")
+    backend = _backend(tiny, engine, monkeypatch)
+    assert backend.graph == "sparse"
+    labels = backend.predict(prepare_inputs(sweep, tiny))  # a dense feed would miss the tap inputs
+    assert (labels == engine.label).all()
+    assert any(name.startswith("tap_source_") for name in backend.context.shapes)
+    assert not any(name.startswith("neighbours_") for name in backend.context.shapes)
 
 
 def test_tensorrt_refuses_an_unexpected_output_dtype(tiny, sweep, monkeypatch) -> None:
