@@ -32,7 +32,7 @@ from seg3d.model import Encoder3D
 from seg3d.model.precision import PRECISIONS, TorchPrecision, native_bf16_cpu
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import real_scans
-from seg3d.sysinfo import machine_info
+from seg3d.sysinfo import machine_info, machine_slug
 from serve.backends import TorchBackend
 from serve.segmenter import Segmenter
 
@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--iterations", type=int, default=7)
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the results as JSON (default bench/results/bf16-<machine>.json)",
+    )
     parser.add_argument("--skip-full", action="store_true", help="the demo model only")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
@@ -139,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             report["models"].append(
                 bench_model("nuscenes_full", random_full_export(Path(tmp)), args.iterations)
             )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or ROOT / "bench" / "results" / f"bf16-{machine_slug(report['machine'])}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {out}")
     return 0
 
 
