@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["randomize_batchnorm"]
+__all__ = ["mini_3d_config", "randomize_batchnorm"]
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
@@ -18,3 +20,19 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
                 module.running_var.uniform_(0.5, 2.0, generator=generator)
                 module.weight.uniform_(0.8, 1.2, generator=generator)
                 module.bias.uniform_(-0.1, 0.1, generator=generator)
+
+
+def mini_3d_config(name: str, **sections: Any) -> dict[str, Any]:
+    """A training config: the tiny encoder in mode ``3d`` on a ``v1.0-mini`` synthetic set, no cameras
+    (the loop is what such tests check, not the branches); ``sections`` adds or replaces sections."""
+    return {
+        "name": name,
+        "model": "tiny",
+        "branch": {"mode": "3d"},
+        "data": {
+            "nuscenes": {"version": "v1.0-mini", "split": "mini_train", "cameras": "none"},
+            "val_split": "mini_val",
+            "num_workers": 0,
+        },
+        **sections,
+    }

@@ -11,26 +11,20 @@ import pytest
 import yaml
 
 from seg3d.checkpoint import load_checkpoint
+from tests.helpers import mini_3d_config
 from training.config import TrainConfig
 from training.evaluate import main as evaluate
 from training.loop import train
 
 pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
 
-CONFIG = {
-    "name": "eval_test",
-    "model": "tiny",
-    "branch": {"mode": "3d"},
-    "data": {
-        "nuscenes": {"version": "v1.0-mini", "split": "mini_train", "cameras": "none"},
-        "val_split": "mini_val",
-        "num_workers": 0,
-    },
-    "optim": {"lr": 0.05},
-    "schedule": {"unit": "step", "t_max": 4},
+CONFIG = mini_3d_config(
+    "eval_test",
+    optim={"lr": 0.05},
+    schedule={"unit": "step", "t_max": 4},
     # 40 mini_train samples (8 scenes × 5 keyframes): batch 6 gives 6 steps, the last 4 samples dropped
-    "loop": {"epochs": 1, "batch_size": 6, "checkpoint_every": 100, "max_val_samples": 6},
-}
+    loop={"epochs": 1, "batch_size": 6, "checkpoint_every": 100, "max_val_samples": 6},
+)
 
 
 @pytest.fixture(scope="module")

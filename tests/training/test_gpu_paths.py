@@ -21,6 +21,7 @@ from seg3d.model import Encoder3D
 from seg3d.model.sparse_conv import TableSubMConv3d, spconv_available
 from seg3d.preprocess import EncoderInputs, crop_mask, prepare_inputs
 from seg3d.scans import real_scans, synthetic_sweep
+from tests.helpers import mini_3d_config
 from tests.training.model.samples import make_batch
 from training.backend import choose_backend, needs_grad_scaler, spconv_cuda_available
 from training.model import BranchConfig, build_training_model
@@ -178,18 +179,11 @@ def test_the_loop_trains_on_the_chosen_backend_and_says_so(
 
 
 def _loop_config() -> dict:
-    return {
-        "name": "gpu_paths",
-        "model": "tiny",
-        "branch": {"mode": "3d"},
-        "data": {
-            "nuscenes": {"version": "v1.0-mini", "split": "mini_train", "cameras": "none"},
-            "val_split": "mini_val",
-            "num_workers": 0,
-        },
-        "optim": {"lr": 0.05},
-        "loop": {"epochs": 1, "batch_size": 1, "val_every": 1000, "max_val_samples": 2},
-    }
+    return mini_3d_config(
+        "gpu_paths",
+        optim={"lr": 0.05},
+        loop={"epochs": 1, "batch_size": 1, "val_every": 1000, "max_val_samples": 2},
+    )
 
 
 # --- 2. validation split across processes ----------------------------------------------------------

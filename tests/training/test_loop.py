@@ -18,23 +18,17 @@ import torch
 import yaml
 
 from seg3d.checkpoint import load_checkpoint
+from tests.helpers import mini_3d_config
 from training.train import main as train_main
 
 pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
 
 # Mode 3d on the tiny encoder: the loop is what is under test, not the branches (tested in model/).
-CONFIG = {
-    "name": "loop_test",
-    "model": "tiny",
-    "branch": {"mode": "3d"},
-    "data": {
-        "nuscenes": {"version": "v1.0-mini", "split": "mini_train", "cameras": "none"},
-        "val_split": "mini_val",
-        "num_workers": 0,
-    },
-    "optim": {"lr": 0.05},
-    "schedule": {"unit": "step", "t_max": 10},
-    "loop": {
+CONFIG = mini_3d_config(
+    "loop_test",
+    optim={"lr": 0.05},
+    schedule={"unit": "step", "t_max": 10},
+    loop={
         "epochs": 50,
         "batch_size": 1,
         "accumulate": 2,
@@ -42,7 +36,7 @@ CONFIG = {
         "val_every": 1000,
         "max_val_samples": 6,
     },
-}
+)
 
 
 @pytest.fixture(scope="module")
