@@ -146,17 +146,14 @@ class OnnxRuntimeBackend:
                 "(check the CUDA 12 and cuDNN 9 libraries onnxruntime-gpu needs); serving on CPU",
                 ", ".join(active) or "no provider",
             )
-        # Feed the form the manifest records; the graph's own inputs must say the same.
+        # Feed the form of the graph's own inputs; the manifest must record the same.
+        form = graph_form_of([i.name for i in session.get_inputs()])
         recorded = _export_graph_form(model_dir)
-        found = (
-            graph_form_of([i.name for i in session.get_inputs()]) if hasattr(session, "get_inputs") else None
-        )
-        if recorded is not None and found is not None and recorded != found:
+        if recorded is not None and recorded != form:
             raise BackendLoadError(
                 f"{path}: the manifest records a {recorded} graph but the graph's inputs are those of "
-                f"the {found} form (re-export the model)"
+                f"the {form} form (re-export the model)"
             )
-        form: GraphForm = recorded or found or "dense"
         return cls(session, config, "cuda" if on_cuda else "cpu", graph=form)
 
     def check_points(self, points: int) -> None:

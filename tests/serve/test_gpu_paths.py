@@ -288,6 +288,9 @@ def fake_onnxruntime(active: list[str]) -> tuple[types.ModuleType, dict[str, Any
         def get_providers(self) -> list[str]:
             return active
 
+        def get_inputs(self) -> list[Any]:  # a dense graph's first inputs
+            return [types.SimpleNamespace(name=n) for n in ("features", "neighbours_s1")]
+
     ort.SessionOptions = SessionOptions  # type: ignore[attr-defined]
     ort.InferenceSession = InferenceSession  # type: ignore[attr-defined]
     ort.get_available_providers = lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]  # type: ignore[attr-defined]
