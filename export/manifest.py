@@ -17,6 +17,7 @@ from seg3d import __version__ as seg3d_version
 from seg3d.checkpoint import Mode
 from seg3d.classes import NUSCENES_LIDARSEG, NUSCENES_RAW_CLASSES, nuscenes_train_id
 from seg3d.config import ModelConfig
+from seg3d.graph_inputs import graph_form_of
 from seg3d.manifest import (
     ClassesInfo,
     EngineInfo,
@@ -170,6 +171,7 @@ def build_manifest(
             parameters=graph_parameter_count(onnx_model),
             inputs=_tensors(list(onnx_model.graph.input)),
             outputs=_tensors(list(onnx_model.graph.output)),
+            form=graph_form_of([i.name for i in onnx_model.graph.input]),
         ),
         engine=engine,
         versions=versions(),

@@ -230,7 +230,8 @@ def _user_scans(paths: list[Path], fmt: str, config: ModelConfig) -> list[RealSc
 
 
 def _parity_scans(user: list[RealScan] | None, config: ModelConfig) -> tuple[list[RealScan], str]:
-    """The clouds parity runs on and their source: the user's, the real scans, else synthetic."""
+    """The clouds parity runs on and their source: the user's, the real scans, else synthetic.
+    Resolved once per export: the graph's gate and the engine's read the same clouds."""
     if user:
         return user, "user"
     real = real_scans(("nuscenes", "kitti"), config.input.intensity_max)
@@ -259,17 +260,17 @@ def _parity_gate(
     model: Encoder3D,
     config: ModelConfig,
     precision: Precision,
-    user: list[RealScan] | None,
+    scans: tuple[list[RealScan], str],
     what: str = "",
     graph: GraphForm = "dense",
 ) -> ParityReport:
     """Run ``session`` (ONNX Runtime, or the engine behind the same ``run`` interface) against the
-    spconv reference on the parity scans; `CheckFailed` below the precision's threshold. ``what``
-    prefixes the printed lines and the error ("engine ")."""
-    scans, source = _parity_scans(user, config)
+    spconv reference on ``scans`` (the clouds and their source, `_parity_scans`); `CheckFailed`
+    below the precision's threshold. ``what`` prefixes the printed lines and the error ("engine ")."""
+    clouds, source = scans
     reference = Encoder3D(config, "spconv")
     reference.load_state_dict(model.state_dict())
-    results = run_parity(session, reference.eval(), config, scans, graph=graph)
+    results = run_parity(session, reference.eval(), config, clouds, graph=graph)
     worst = min(r.argmax_agreement for r in results)
     threshold = PARITY_THRESHOLD[precision]
     for r in results:
@@ -297,11 +298,11 @@ def _check_parity(
     config: ModelConfig,
     onnx_bytes: bytes,
     precision: Precision,
-    user: list[RealScan] | None = None,
+    scans: tuple[list[RealScan], str],
     graph: GraphForm = "dense",
 ) -> ParityReport:
     runtime = "onnxruntime CPUExecutionProvider"
-    return _parity_gate(ort_session(onnx_bytes), runtime, model, config, precision, user, graph=graph)
+    return _parity_gate(ort_session(onnx_bytes), runtime, model, config, precision, scans, graph=graph)
 
 
 def _check_engine_parity(
@@ -310,7 +311,7 @@ def _check_engine_parity(
     model: Encoder3D,
     config: ModelConfig,
     precision: Precision,
-    user: list[RealScan] | None = None,
+    scans: tuple[list[RealScan], str],
     graph: GraphForm = "dense",
 ) -> EngineInfo:
     """The ONNX parity gate, same scans and thresholds, on the built engine: TensorRT may pick
@@ -319,7 +320,7 @@ def _check_engine_parity(
     session = engine_session(folder, config)
     runtime = session.description + (" (TF32 off)" if precision == "fp32" else "")
     try:
-        report = _parity_gate(session, runtime, model, config, precision, user, what="engine ", graph=graph)
+        report = _parity_gate(session, runtime, model, config, precision, scans, what="engine ", graph=graph)
     except CheckFailed:
         (folder / engine.file).unlink(missing_ok=True)
         raise
@@ -391,11 +392,10 @@ def export(args: argparse.Namespace) -> Path:
     model, config, mode, source, checkpoint_sha256 = _load_model(args)
     if not args.onnx_only:
         check_max_points(config, args.max_points)
-    user_scans = (
-        _user_scans(args.parity_scans, args.parity_format, config)
-        if args.parity_scans and skip_reason is None
-        else None
-    )
+    scans = None  # the parity clouds, read once for the graph's gate and the engine's
+    if skip_reason is None:
+        user = _user_scans(args.parity_scans, args.parity_format, config) if args.parity_scans else None
+        scans = _parity_scans(user, config)
     form: GraphForm = args.graph
     print(f"exporting {name}: {config.name} ({mode}, {source}) as {args.precision}, {form} graph")
     folded = fold_state_dict(model.state_dict(), model)
@@ -419,9 +419,9 @@ def export(args: argparse.Namespace) -> Path:
         )
         print(f"wrote graph: {len(graph.graph.node)} nodes, ops {', '.join(op_types)}")
         parity = (
-            ParityReport(status="skipped", reason=skip_reason)
-            if skip_reason is not None
-            else _check_parity(model, config, onnx_bytes, args.precision, user_scans, form)
+            _check_parity(model, config, onnx_bytes, args.precision, scans, form)
+            if scans is not None
+            else ParityReport(status="skipped", reason=skip_reason)
         )
         engine = None
         ok, why = tensorrt_status()
@@ -429,10 +429,8 @@ def export(args: argparse.Namespace) -> Path:
             print("--onnx-only: no TensorRT engine built")
         elif ok:
             engine = _engine(onnx_path, staging / "model.engine", graph, config, args, args.precision)
-            if skip_reason is None:
-                engine = _check_engine_parity(
-                    staging, engine, model, config, args.precision, user_scans, form
-                )
+            if scans is not None:
+                engine = _check_engine_parity(staging, engine, model, config, args.precision, scans, form)
         else:
             print(
                 f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"
@@ -454,7 +452,6 @@ def export(args: argparse.Namespace) -> Path:
             checkpoint_sha256=checkpoint_sha256,
             name=name,
         )
-        manifest = manifest.model_copy(update={"graph": manifest.graph.model_copy(update={"form": form})})
         write_manifest(staging, manifest)
         for file in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
             if (staging / file).exists():
@@ -489,8 +486,9 @@ def build_from_onnx(args: argparse.Namespace) -> Path:
     skip_reason = _parity_skip_reason(args)
     if skip_reason is None:
         encoder = load_encoder(folder / "encoder3d.pt")
+        scans = _parity_scans(None, manifest.config)
         engine = _check_engine_parity(
-            folder, engine, encoder, manifest.config, precision, None, manifest.graph.form
+            folder, engine, encoder, manifest.config, precision, scans, manifest.graph.form
         )
     else:
         print(f"WARNING: engine parity check skipped: {skip_reason}", file=sys.stderr)

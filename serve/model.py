@@ -52,6 +52,11 @@ class LoadedModel:
     warmup_ms: float
     name: str
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic precision the backend runs in (`serve.backends.precision_of`)."""
+        return precision_of(self.segmenter.backend, self.manifest.model.precision)
+
 
 def _describe(exc: BaseException, folder: object) -> str:
     """One line: the message of our own errors (they name their file), else the type and message,
@@ -127,18 +132,17 @@ class ModelState:
             return
         backend = model.segmenter.backend
         exported_as = model.manifest.model.name
-        precision = precision_of(backend, model.manifest.model.precision)
         log.info(
             "model %s%s ready on %s/%s (%s) after a %.0f ms warm-up%s",
             model.name,
             f" (exported as {exported_as})" if exported_as != model.name else "",
             backend.name,
             backend.device,
-            precision,
+            model.precision,
             model.warmup_ms,
             " (UNTRAINED: random-init export)" if model.manifest.model.random_init else "",
         )
-        self.metrics.info.labels(model.name, backend.name, backend.device, precision).set(1)
+        self.metrics.info.labels(model.name, backend.name, backend.device, model.precision).set(1)
         self.model = model
         self.status = ModelStatus.READY
 

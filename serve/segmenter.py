@@ -83,7 +83,8 @@ class Segmenter:
             tensor = tensor.clone()
             tensor[:, :3] = tensor[:, :3].clamp(min=bounds[:, 0], max=bounds[:, 1])
             inside[:] = True
-        self._check_backend_range(int(inside.sum()))
+        in_crop = int(inside.sum())
+        self._check_backend_range(in_crop)
         inputs = prepare_inputs(tensor[torch.from_numpy(inside)], self.config)
         timing["preprocess"] = (time.perf_counter() - start) * 1e3
 
@@ -97,7 +98,7 @@ class Segmenter:
         start = time.perf_counter()
         labels = fill_outside_crop(points[:, :3], inside, np.asarray(inner, dtype=np.uint8))
         timing["postprocess"] = (time.perf_counter() - start) * 1e3
-        return Segmentation(labels, timing, int(inside.sum()))
+        return Segmentation(labels, timing, in_crop)
 
 
 def _profile_error(exc: EngineProfileError) -> ServiceError:

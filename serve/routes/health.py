@@ -13,7 +13,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from seg3d.points import PointFormat
-from serve.backends import precision_of
 from serve.dependencies import Model, State, model_up, require_auth
 from serve.errors import ServiceError
 from serve.schemas import error_responses
@@ -68,7 +67,7 @@ async def model_metadata(name: str, model: Model, state: State) -> dict[str, Any
         "platform": backend.name,
         "backend": backend.name,
         "device": backend.device,
-        "precision": precision_of(backend, model.manifest.model.precision),
+        "precision": model.precision,
         "classes": model.manifest.classes.names,
         "formats": {f.value: f.description for f in PointFormat},
         "max_points": state.settings.max_points,
