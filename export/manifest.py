@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import onnx
 from onnx import numpy_helper
 
+from export.onnx_graph import layer_precisions
 from seg3d import __version__ as seg3d_version
 from seg3d.checkpoint import Mode
 from seg3d.classes import NUSCENES_LIDARSEG, NUSCENES_RAW_CLASSES, nuscenes_train_id
@@ -31,6 +32,7 @@ from seg3d.manifest import (
     OutOfRangePolicy,
     ParityReport,
     Precision,
+    QuantizationInfo,
     TensorInfo,
 )
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT
@@ -42,6 +44,7 @@ _DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.INT64: "int64",
     onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT8: "int8",
 }
 
 
@@ -119,6 +122,7 @@ def build_manifest(
     source: str,
     checkpoint_sha256: str | None,
     name: str | None = None,
+    quantization: QuantizationInfo | None = None,
 ) -> ExportManifest:
     """The manifest of one export; ``files`` records every artifact written beside it.
 
@@ -172,6 +176,8 @@ def build_manifest(
             inputs=_tensors(list(onnx_model.graph.input)),
             outputs=_tensors(list(onnx_model.graph.output)),
             form=graph_form_of([i.name for i in onnx_model.graph.input]),
+            layers=layer_precisions(onnx_model),
+            quantization=quantization,
         ),
         engine=engine,
         versions=versions(),

@@ -23,10 +23,25 @@ Precision ``fp16`` stores weights and runs convolutions and linear layers in flo
 first embedding layer (it reads raw coordinates) and every pooling reduction in float32, with
 explicit ``Cast`` nodes: the reductions sum up to ~1,500 rows. Outputs are always float32 logits
 and int64 labels (the argmax over every class but the ignore class).
+
+Precision ``int8`` is explicit quantization: the input of each quantized ``MatMul`` (after its
+``Gather``, for a convolution tap) passes through ``QuantizeLinear`` (int8, per-tensor scale from
+calibration, zero point 0) and ``DequantizeLinear``; its weight is stored as int8 with one
+symmetric scale per output channel behind its own ``DequantizeLinear`` (axis 1). Every quantized
+tensor has exactly one consumer, the layout both runtimes fuse: ONNX Runtime's CPU provider into
+``MatMulIntegerToFloat`` (a shared quantized tensor stays in float there), TensorRT's
+explicit-quantization path into INT8 GEMMs. In the sparse form the centre tap of a block's first
+convolution and the block's 1×1 shortcut read the same voxels, so they are one ``MatMul`` with
+their weights side by side, split by ``Slice``. Activations between layers, biases, pooling and the
+per-voxel tap sums stay float32; layers without a scale (`INT8_EXCLUDED`, or returned to float32
+by calibration) stay float32 too. `_EncoderGraph.layers` records the precision of every layer for
+the manifest.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from itertools import count
 from typing import Any
 
@@ -45,17 +60,32 @@ from seg3d.graph_inputs import (
     pool_names,
     tap_input_names,
 )
-from seg3d.manifest import GRAPH_FORMS, GraphForm, Precision
+from seg3d.manifest import GRAPH_FORMS, GraphForm, LayerPrecision, Precision
 from seg3d.model.sparse_conv import one_by_one_matrix
 
-__all__ = ["IR_VERSION", "OPSET", "GraphForm", "Precision", "build_encoder_graph"]
+__all__ = [
+    "INT8_EXCLUDED",
+    "IR_VERSION",
+    "OPSET",
+    "GraphForm",
+    "Precision",
+    "build_encoder_graph",
+    "calibration_graph",
+    "layer_precisions",
+]
 
 OPSET = 17
 #: IR 8 is what opset 17 shipped with; TensorRT 10's parser and ONNX Runtime both read it.
 IR_VERSION = 8
 
-_ONNX_TYPE = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16}
-_NP_TYPE = {"fp32": np.float32, "fp16": np.float16}
+_ONNX_TYPE = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "int8": TensorProto.FLOAT}
+#: Dtype of the activations between layers (int8 graphs quantize at each layer's input only).
+_NP_TYPE = {"fp32": np.float32, "fp16": np.float16, "int8": np.float32}
+#: Largest magnitude of a symmetric int8 value (-128 is left out, as TensorRT does).
+INT8_MAX = 127
+#: Layers an int8 graph keeps in float32: the first embedding layer reads raw coordinates and
+#: intensity (metres and a 0-255 scale in one tensor), the last one writes the logits.
+INT8_EXCLUDED = ("embed.fc1", "head.2")
 
 
 class _Graph:
@@ -100,10 +130,41 @@ class _Graph:
     def cast(self, x: str, to: int) -> str:
         return self.op("Cast", [x], to=to)
 
+    def quantize(self, x: str, scale: float) -> str:
+        """``x`` through ``QuantizeLinear`` (int8, zero point 0) and a ``DequantizeLinear``, for one
+        MatMul. One pair per consumer: ONNX Runtime fuses ``DQ → MatMul`` only when the quantized
+        tensor has that single consumer."""
+        q = self.op("QuantizeLinear", [x, self.scale(scale), self.int8_zero()])
+        return self.op("DequantizeLinear", [q, self.scale(scale), self.int8_zero()])
+
+    def scale(self, value: float) -> str:
+        return self.shared_const(("scale", value), np.array(value, dtype=np.float32))
+
+    def int8_zero(self) -> str:
+        return self.shared_const(("int8_zero",), np.array(0, dtype=np.int8))
+
+    def int8_weight(self, matrix: torch.Tensor, hint: str) -> str:
+        """``DequantizeLinear`` of ``matrix`` ``[K, N]`` stored as int8, symmetric per column."""
+        w = matrix.detach().cpu().double().numpy()
+        amax = np.abs(w).max(axis=0)
+        scales = np.where(amax > 0, amax / INT8_MAX, 1.0)
+        q = np.clip(np.rint(w / scales), -INT8_MAX, INT8_MAX).astype(np.int8)
+        zero = self.shared_const(("int8_zeros", q.shape[1]), np.zeros(q.shape[1], dtype=np.int8))
+        return self.op(
+            "DequantizeLinear",
+            [self.const(hint, q), self.const(f"{hint}.scale", scales.astype(np.float32)), zero],
+            axis=1,
+        )
+
 
 class _EncoderGraph:
     def __init__(
-        self, state: dict[str, torch.Tensor], config: ModelConfig, precision: Precision, form: GraphForm
+        self,
+        state: dict[str, torch.Tensor],
+        config: ModelConfig,
+        precision: Precision,
+        form: GraphForm,
+        activation_scales: Mapping[str, float] | None = None,
     ) -> None:
         self.state = state
         self.config = config
@@ -111,44 +172,83 @@ class _EncoderGraph:
         self.g = _Graph(precision)
         self.hidden = config.encoder.hidden
         self.slope = config.encoder.leaky_slope
+        self.scales = dict(activation_scales or {})
+        #: every conv and linear layer: its precision, and the float tensor it reads (what
+        #: calibration observes)
+        self.layers: dict[str, LayerPrecision] = {}
+        self.sites: dict[str, str] = {}
 
     # -- layers ---------------------------------------------------------------------------
+    def product(
+        self, x: str, matrix: torch.Tensor, prefix: str, rows: str | None = None, fp32: bool = False
+    ) -> str:
+        """``x @ matrix`` (``[K, N]``), or ``x[rows] @ matrix`` with ``rows`` an index input, in the
+        layer's precision; float32 when ``fp32`` (the caller made ``x`` float32)."""
+        g = self.g
+        self.sites.setdefault(prefix, x)
+        source = g.op("Gather", [x, rows], axis=0) if rows is not None else x
+        scale = self.scales.get(prefix) if g.precision == "int8" else None
+        if scale is None:
+            self.layers[prefix] = "fp32" if fp32 or g.precision != "fp16" else "fp16"
+            weight = g.weight(matrix, f"{prefix}.weight", np.float32 if fp32 else None)
+            return g.op("MatMul", [source, weight])
+        self.layers[prefix] = "int8"
+        return g.op("MatMul", [g.quantize(source, scale), g.int8_weight(matrix, f"{prefix}.weight")])
+
+    def bias(self, x: str, prefix: str, fp32: bool = False) -> str:
+        bias = self.g.weight(self.state[f"{prefix}.bias"], f"{prefix}.bias", np.float32 if fp32 else None)
+        return self.g.op("Add", [x, bias])
+
     def linear(self, x: str, prefix: str, fp32: bool = False) -> str:
-        dtype = np.float32 if fp32 else None
-        w = self.g.weight(self.state[f"{prefix}.weight"].t(), f"{prefix}.weight", dtype)
-        b = self.g.weight(self.state[f"{prefix}.bias"], f"{prefix}.bias", dtype)
-        return self.g.op("Add", [self.g.op("MatMul", [x, w]), b])
+        return self.bias(self.product(x, self.state[f"{prefix}.weight"].t(), prefix, fp32=fp32), prefix, fp32)
 
     def leaky(self, x: str) -> str:
         return self.g.op("LeakyRelu", [x], alpha=self.slope)
 
     def conv3(self, x: str, scale: int, prefix: str) -> str:
         if self.form == "sparse":
-            return self.conv3_sparse(x, scale, prefix)
+            return self.conv3_sparse(x, scale, prefix)[0]
         return self.conv3_dense(x, f"neighbours_s{scale}", prefix)
 
-    def conv3_sparse(self, x: str, scale: int, prefix: str) -> str:
-        """Present taps only: centre MatMul + per-tap Gather·MatMul, summed per voxel in float32."""
+    def conv3_with_shortcut(self, x: str, scale: int, prefix: str, shortcut: str) -> tuple[str, str]:
+        """A 3×3×3 conv and the 1×1 ``shortcut`` conv of the same input: (conv, shortcut)."""
+        if self.form == "sparse":
+            conv, short = self.conv3_sparse(x, scale, prefix, shortcut)
+            assert short is not None
+            return conv, short
+        return self.conv3_dense(x, f"neighbours_s{scale}", prefix), self.conv1(x, shortcut)
+
+    def conv3_sparse(
+        self, x: str, scale: int, prefix: str, shortcut: str | None = None
+    ) -> tuple[str, str | None]:
+        """Present taps only: centre MatMul + per-tap Gather·MatMul, summed per voxel in float32.
+        Taps without pairs read row 0 once (`seg3d.graph_inputs.export_taps`): no zero row needed.
+        With ``shortcut`` (a 1×1 conv of ``x``), its weight rides in the centre tap's MatMul."""
         g = self.g
         weight = self.state[f"{prefix}.weight"]  # (C_out, 3, 3, 3, C_in)
         c_out, c_in = weight.shape[0], weight.shape[-1]
         kernel = weight.permute(1, 2, 3, 4, 0).reshape(-1, c_in, c_out)  # (27, C_in, C_out)
         fp16 = g.precision == "fp16"
-        padded = g.op("Concat", [x, g.zero_row(c_in, g.dtype)], axis=0)
         sources, sums = tap_input_names(scale)
         contributions = [
-            g.op(
-                "MatMul", [g.op("Gather", [padded, source], axis=0), g.weight(kernel[t], f"{prefix}.weight")]
-            )
+            self.product(x, kernel[t], prefix, rows=source)
             for t, source in zip(NON_CENTRE_TAPS, sources, strict=True)
         ]
         every = g.op("Concat", contributions, axis=0)  # [R, C_out]
         summed = self.row_sum(g.cast(every, TensorProto.FLOAT) if fp16 else every, sums, c_out)
-        centre = g.op("MatMul", [x, g.weight(kernel[len(kernel) // 2], f"{prefix}.weight")])
+        centre_matrix = kernel[len(kernel) // 2]
+        if shortcut is not None:
+            centre_matrix = torch.cat([centre_matrix, one_by_one_matrix(self.state[f"{shortcut}.weight"])], 1)
+        centre = self.product(x, centre_matrix, prefix)
+        short = None
+        if shortcut is not None:
+            self.layers[shortcut] = self.layers[prefix]
+            short = self.bias(self.take_columns(centre, c_out, 2 * c_out), shortcut)
+            centre = self.take_columns(centre, 0, c_out)
         out = g.op("Add", [g.cast(centre, TensorProto.FLOAT) if fp16 else centre, summed])
         if fp16:
             out = g.cast(out, TensorProto.FLOAT16)
-        return g.op("Add", [out, g.weight(self.state[f"{prefix}.bias"], f"{prefix}.bias")])
+        return self.bias(out, prefix), short
 
     def row_sum(self, rows: str, names: list[str], channels: int) -> str:
         """Per-target sums of float32 ``rows`` through a weightless pool form (index, extra_index,
@@ -166,20 +266,24 @@ class _EncoderGraph:
         return g.op("ScatterND", [main, overflow_target, completed])
 
     def conv3_dense(self, x: str, neighbours: str, prefix: str) -> str:
+        g = self.g
         weight = self.state[f"{prefix}.weight"]  # (C_out, 3, 3, 3, C_in)
         c_out, c_in = weight.shape[0], weight.shape[-1]
         flat = weight.permute(1, 2, 3, 4, 0).reshape(27 * c_in, c_out)
-        padded = self.g.op("Concat", [x, self.g.zero_row(c_in, self.g.dtype)], axis=0)
-        gathered = self.g.op("Gather", [padded, neighbours], axis=0)
-        shape = self.g.shared_const(("shape", -1, 27 * c_in), np.array([-1, 27 * c_in], dtype=np.int64))
-        rows = self.g.op("Reshape", [gathered, shape])
-        out = self.g.op("MatMul", [rows, self.g.weight(flat, f"{prefix}.weight")])
-        return self.g.op("Add", [out, self.g.weight(self.state[f"{prefix}.bias"], f"{prefix}.bias")])
+        shape = g.shared_const(("shape", -1, 27 * c_in), np.array([-1, 27 * c_in], dtype=np.int64))
+        padded = g.op("Concat", [x, g.zero_row(c_in, g.dtype)], axis=0)  # pad V: the zero row
+        rows = g.op("Reshape", [g.op("Gather", [padded, neighbours], axis=0), shape])
+        self.sites.setdefault(prefix, x)
+        scale = self.scales.get(prefix) if g.precision == "int8" else None
+        if scale is None:
+            self.layers[prefix] = g.precision  # fp32 or fp16 here
+            return self.bias(g.op("MatMul", [rows, g.weight(flat, f"{prefix}.weight")]), prefix)
+        self.layers[prefix] = "int8"
+        product = g.op("MatMul", [g.quantize(rows, scale), g.int8_weight(flat, f"{prefix}.weight")])
+        return self.bias(product, prefix)
 
     def conv1(self, x: str, prefix: str) -> str:
-        matrix = one_by_one_matrix(self.state[f"{prefix}.weight"])
-        out = self.g.op("MatMul", [x, self.g.weight(matrix, f"{prefix}.weight")])
-        return self.g.op("Add", [out, self.g.weight(self.state[f"{prefix}.bias"], f"{prefix}.bias")])
+        return self.bias(self.product(x, one_by_one_matrix(self.state[f"{prefix}.weight"]), prefix), prefix)
 
     def pool(self, x: str, name: str, channels: int, x_is_fp32: bool = False) -> str:
         """Weighted mean through the pool tables, always reduced in float32."""
@@ -218,8 +322,8 @@ class _EncoderGraph:
             v = x
             for j in range(2):
                 base = f"blocks.{i}.voxel.{j}"
-                identity = self.conv1(v, f"{base}.shortcut")
-                h = self.leaky(self.conv3(v, r_prev, f"{base}.conv1"))
+                h, identity = self.conv3_with_shortcut(v, r_prev, f"{base}.conv1", f"{base}.shortcut")
+                h = self.leaky(h)
                 v = self.leaky(g.op("Add", [self.conv3(h, r_prev, f"{base}.conv2"), identity]))
             f = g.op("Add", [x, v])
             ctx_prefix = f"blocks.{i}.point.context"
@@ -290,24 +394,32 @@ def _input_infos(config: ModelConfig, form: GraphForm) -> list[onnx.ValueInfoPro
     return infos
 
 
-def build_encoder_graph(
+#: Key of the graph's metadata entry holding the precision of every layer (JSON object).
+LAYERS_METADATA = "seg3d.layer_precision"
+#: Prefix of a calibration graph's extra outputs: ``<prefix><layer>`` is the float tensor the layer
+#: reads.
+SITE_OUTPUT = "site:"
+
+
+def _encoder(
     folded_state: dict[str, torch.Tensor],
     config: ModelConfig,
-    precision: Precision = "fp32",
-    form: GraphForm = "dense",
-) -> onnx.ModelProto:
-    """The ONNX model of the encoder whose BN-folded state dict is ``folded_state``.
-
-    Inputs are `seg3d.graph_inputs.graph_input_names` of ``form`` (dynamic point, voxel and table
-    dims); outputs ``logits`` ``[N, num_classes]`` float32 and ``labels`` ``[N]`` int64.
-    """
+    precision: Precision,
+    form: GraphForm,
+    activation_scales: Mapping[str, float] | None,
+) -> tuple[_EncoderGraph, onnx.GraphProto]:
     if precision not in _ONNX_TYPE:
-        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+        raise ValueError(f"precision must be one of {', '.join(_ONNX_TYPE)}, got {precision!r}")
     if form not in GRAPH_FORMS:
         raise ValueError(f"form must be one of {', '.join(GRAPH_FORMS)}, got {form!r}")
     if any(".bn" in key for key in folded_state):
         raise ValueError("the state dict still has BatchNorm entries: fold it first (fold_state_dict)")
-    encoder = _EncoderGraph(folded_state, config, precision, form)
+    if precision == "int8" and not activation_scales:
+        raise ValueError("an int8 graph needs activation scales: calibrate first (export.calibrate)")
+    for name, value in (activation_scales or {}).items():
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"activation scale of {name} must be a positive number, got {value}")
+    encoder = _EncoderGraph(folded_state, config, precision, form, activation_scales)
     logits, labels = encoder.build()
     g = encoder.g
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits_out"))
@@ -322,8 +434,55 @@ def build_encoder_graph(
         ],
         initializer=g.initializers,
     )
+    return encoder, graph
+
+
+def _model(graph: onnx.GraphProto, layers: dict[str, LayerPrecision]) -> onnx.ModelProto:
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ddata-lidarseg export"
     )
     model.ir_version = IR_VERSION
+    helper.set_model_props(model, {LAYERS_METADATA: json.dumps(layers)})
     return model
+
+
+def build_encoder_graph(
+    folded_state: dict[str, torch.Tensor],
+    config: ModelConfig,
+    precision: Precision = "fp32",
+    form: GraphForm = "dense",
+    activation_scales: Mapping[str, float] | None = None,
+) -> onnx.ModelProto:
+    """The ONNX model of the encoder whose BN-folded state dict is ``folded_state``.
+
+    Inputs are `seg3d.graph_inputs.graph_input_names` of ``form`` (dynamic point, voxel and table
+    dims); outputs ``logits`` ``[N, num_classes]`` float32 and ``labels`` ``[N]`` int64. An ``int8``
+    graph needs ``activation_scales`` (layer → scale of its input, `export.calibrate`); a layer
+    without one stays float32. `layer_precisions` reads back what each layer runs in.
+    """
+    encoder, graph = _encoder(folded_state, config, precision, form, activation_scales)
+    return _model(graph, encoder.layers)
+
+
+def calibration_graph(
+    folded_state: dict[str, torch.Tensor], config: ModelConfig, form: GraphForm = "dense"
+) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The float32 graph with one more output per layer that int8 may quantize (every conv and
+    linear but `INT8_EXCLUDED`): the tensor the layer reads. Returns the model and layer → output
+    name."""
+    encoder, graph = _encoder(folded_state, config, "fp32", form, None)
+    sites = {layer: f"{SITE_OUTPUT}{layer}" for layer in encoder.sites if layer not in INT8_EXCLUDED}
+    for layer, output in sites.items():
+        graph.node.append(helper.make_node("Identity", [encoder.sites[layer]], [output], name=output))
+        graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, None))
+    return _model(graph, encoder.layers), sites
+
+
+def layer_precisions(model: onnx.ModelProto) -> dict[str, LayerPrecision]:
+    """The precision of every conv and linear layer of a graph this module built (empty for graphs
+    written before it was recorded)."""
+    for prop in model.metadata_props:
+        if prop.key == LAYERS_METADATA:
+            layers: dict[str, LayerPrecision] = json.loads(prop.value)
+            return layers
+    return {}

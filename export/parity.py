@@ -19,19 +19,25 @@ from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_inputs
 from seg3d.manifest import GraphForm, ParityScan
 from seg3d.model import Encoder3D
+from seg3d.ort_options import disabled_optimizers, session_options
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan
 
 __all__ = ["EngineSession", "engine_session", "ort_session", "run_parity"]
 
 
-def ort_session(onnx_bytes: bytes, threads: int | None = None) -> Any:  # onnxruntime.InferenceSession
+def ort_session(
+    onnx_bytes: bytes, threads: int | None = None, precision: str = "fp32"
+) -> Any:  # onnxruntime.InferenceSession
+    """A CPU session of a graph of ``precision`` with the options of `seg3d.ort_options`."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        onnx_bytes,
+        session_options(threads),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=disabled_optimizers(precision),
+    )
 
 
 class EngineSession:

@@ -4,6 +4,8 @@
     python export/to_trt.py --config nuscenes_full --random-init --out /tmp/full --precision fp16
     python export/to_trt.py --checkpoint best.pt --out exports/v2 --parity-scans a.pcd.bin b.pcd.bin
     python export/to_trt.py --config nuscenes_full --random-init --out /tmp/sparse --graph sparse
+    python export/to_trt.py --checkpoint best.pt --out exports/v2-int8 --graph sparse --precision int8 \
+        --calibrate /data/nuscenes                    # int8: calibrated on 16 of its keyframe sweeps
     python export/to_trt.py --onnx exports/mymodel/model.onnx   # build the engine later, on a GPU host
 
 Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder -> fold
@@ -16,6 +18,16 @@ moved into --out only when every step succeeded; a non-empty --out is refused un
 Parity runs on the scans of --parity-scans; without them on the real scans of $SEG3D_REAL_DATA or
 ../shared/data/real; when there are none, on synthetic sweeps. The manifest records which (parity.source).
 A skipped check (--skip-parity, or spconv not installed) prints a WARNING on stderr; --strict fails it.
+The gate is the argmax agreement with the spconv fp32 reference on every scan: at least 99.9 % for
+fp32, 99.5 % for fp16, 99 % for int8.
+
+int8 (explicit quantization, export/calibrate.py): the float graph runs over the --calibrate clouds
+(files, folders, a nuScenes-layout or SemanticKITTI root; without it, synthetic sweeps, which only
+suit models trained on synthetic scenes) and each layer's input range is chosen by
+--calibrate-method. When the all-int8 graph's labels agree with the float graph's on less than
+--int8-target of the calibration points, the layers where int8 changes the most labels return to
+float32, the fewest that reach the target. The manifest records every layer's precision, the
+ranges, and the calibration (graph.layers, graph.quantization); the parity gate then decides.
 
 The model's name (manifest model.name, the service's /v2/models/NAME) is --name, else the --out
 folder's name.
@@ -39,6 +51,14 @@ import onnx
 import torch
 
 from export.allowlist import AllowlistViolation, check_graph
+from export.calibrate import (
+    CALIBRATION_METHODS,
+    calibrate,
+    calibration_clouds,
+    graph_feeds,
+    select_int8_layers,
+    synthetic_calibration_clouds,
+)
 from export.manifest import build_manifest
 from export.onnx_graph import build_encoder_graph
 from export.parity import engine_session, ort_session, run_parity
@@ -69,6 +89,7 @@ from seg3d.manifest import (
     ManifestError,
     ParityReport,
     Precision,
+    QuantizationInfo,
     check_model_name,
     file_record,
     load_manifest,
@@ -81,7 +102,7 @@ from seg3d.preprocess import crop_mask
 from seg3d.scans import RealScan, real_data_dir, real_scans, synthetic_sweep
 
 #: Minimum argmax agreement with the spconv reference, per precision.
-PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.99}
+PARITY_THRESHOLD = {"fp32": 0.999, "fp16": 0.995, "int8": 0.99}
 #: Graph form of ``--graph`` when not given. ``dense``: with ONNX Runtime on 2 CPU cores the sparse
 #: form ran a real nuScenes sweep 3x faster at nuscenes_full but gained nothing end to end at tiny
 #: (10 ms less in the graph, 12-15 ms more to build its tables), and the TensorRT serving backend
@@ -123,9 +144,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=["fp32", "fp16"],
+        choices=["fp32", "fp16", "int8"],
         default="fp32",
-        help="fp16 stores weights and runs convs/linears in float16; reductions stay float32",
+        help="fp16 stores weights and runs convs/linears in float16; int8 quantizes the convs/linears' "
+        "weights (per output channel) and inputs (per tensor, calibrated); reductions stay float32",
+    )
+    p.add_argument(
+        "--calibrate",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="int8: clouds to calibrate on: point files, folders of *.bin files, a nuScenes-layout root "
+        "(its samples/LIDAR_TOP sweeps) or a SemanticKITTI root (default: synthetic sweeps)",
+    )
+    p.add_argument(
+        "--calibrate-format",
+        choices=[f.value for f in PointFormat],
+        default=PointFormat.NUSCENES.value,
+        help="format of --calibrate files and plain folders (default nuscenes; dataset roots know theirs)",
+    )
+    p.add_argument(
+        "--calibrate-clouds",
+        type=int,
+        default=16,
+        help="int8: clouds to calibrate on, evenly spaced (default 16)",
+    )
+    p.add_argument(
+        "--calibrate-method",
+        choices=list(CALIBRATION_METHODS),
+        default="percentile",
+        help="int8: how each layer's input range is chosen: minmax, the --calibrate-percentile of the "
+        "magnitudes, or entropy (least KL divergence) (default percentile)",
+    )
+    p.add_argument(
+        "--calibrate-percentile",
+        type=float,
+        default=99.99,
+        help="int8 with --calibrate-method percentile: the percentile of |x| kept (default 99.99)",
+    )
+    p.add_argument(
+        "--int8-target",
+        type=float,
+        default=0.995,
+        help="int8: label agreement with the float graph on the calibration clouds that the int8 layer "
+        "mix must reach; the most sensitive layers return to float32 until it does (default 0.995)",
     )
     p.add_argument(
         "--graph",
@@ -302,7 +364,8 @@ def _check_parity(
     graph: GraphForm = "dense",
 ) -> ParityReport:
     runtime = "onnxruntime CPUExecutionProvider"
-    return _parity_gate(ort_session(onnx_bytes), runtime, model, config, precision, scans, graph=graph)
+    session = ort_session(onnx_bytes, precision=precision)
+    return _parity_gate(session, runtime, model, config, precision, scans, graph=graph)
 
 
 def _check_engine_parity(
@@ -364,6 +427,46 @@ def _engine(
     return build_engine(onnx_path, engine_path, shapes, cache, points, workspace, precision)
 
 
+def _int8_graph(
+    folded: dict[str, torch.Tensor], config: ModelConfig, form: GraphForm, args: argparse.Namespace
+) -> tuple[onnx.ModelProto, QuantizationInfo]:
+    """Calibrate, choose the int8 layers, and build the int8 graph (export/calibrate.py)."""
+    if not 0 < args.int8_target <= 1:
+        raise ValueError(f"--int8-target must be in (0, 1], got {args.int8_target}")
+    if args.calibrate:
+        clouds, described = calibration_clouds(
+            args.calibrate, args.calibrate_format, config, args.calibrate_clouds
+        )
+    else:
+        clouds, described = synthetic_calibration_clouds(config, args.calibrate_clouds)
+        print(
+            "int8: calibrating on synthetic sweeps (no --calibrate): right for a model trained on "
+            "synthetic scenes only; pass --calibrate with your own sweeps otherwise"
+        )
+    print(f"int8: calibrating on {described}")
+    feeds = graph_feeds([c.points for c in clouds], config, form)
+    calibration = calibrate(
+        folded, config, feeds, args.calibrate_method, form, args.calibrate_percentile, described
+    )
+    chosen = select_int8_layers(folded, config, calibration, feeds, args.int8_target, form)
+    graph = build_encoder_graph(folded, config, "int8", form, chosen.scales)
+    print(
+        f"int8: {len(chosen.scales)} layers in int8, {len(chosen.float_layers)} returned to float32; "
+        f"{chosen.agreement:.4%} label agreement with the float graph on the calibration clouds"
+    )
+    return graph, QuantizationInfo(
+        scheme="int8, symmetric (zero point 0): weights per output channel, layer inputs per tensor",
+        method=calibration.method,
+        percentile=calibration.percentile,
+        calibration=described,
+        clouds=calibration.clouds,
+        target_agreement=args.int8_target,
+        calibration_agreement=chosen.agreement,
+        float_layers=chosen.float_layers,
+        activation_ranges={layer: calibration.ranges[layer] for layer in chosen.scales},
+    )
+
+
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace its export")
@@ -399,7 +502,11 @@ def export(args: argparse.Namespace) -> Path:
     form: GraphForm = args.graph
     print(f"exporting {name}: {config.name} ({mode}, {source}) as {args.precision}, {form} graph")
     folded = fold_state_dict(model.state_dict(), model)
-    graph = build_encoder_graph(folded, config, args.precision, form)
+    quantization = None
+    if args.precision == "int8":
+        graph, quantization = _int8_graph(folded, config, form, args)
+    else:
+        graph = build_encoder_graph(folded, config, args.precision, form)
     onnx.checker.check_model(graph, full_check=True)
     try:
         op_types = check_graph(graph)
@@ -451,6 +558,7 @@ def export(args: argparse.Namespace) -> Path:
             source=source,
             checkpoint_sha256=checkpoint_sha256,
             name=name,
+            quantization=quantization,
         )
         write_manifest(staging, manifest)
         for file in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last

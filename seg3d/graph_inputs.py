@@ -19,11 +19,12 @@ submanifold convolution at scale ``s`` reads its neighbours:
 
 - ``dense``: ``neighbours_s<s>`` ``[V, 27]``, the whole neighbour table (im2col of all 27 taps);
 - ``sparse``: the present taps only, from `seg3d.preprocess.ConvLevel.tap_pairs`. For each tap
-  ``t ≠ 13`` in order, ``tap_source_s<s>_t<t>`` ``[P]``: the rows of ``x`` (pad ``V`` reads an appended
-  zero row) whose product with the tap's ``[C_in, C_out]`` weight is one *contribution row*. Taps
-  ``t`` and ``26 − t`` have the same number of pairs and share the dim ``P<s>_<min(t, 26−t)>``. A tap
-  without pairs gets one dummy pair reading the zero row, so no dim is ever 0. The contributions
-  of all taps, concatenated in tap order, are summed per output voxel by ``tap_sum_s<s>_*``: the
+  ``t ≠ 13`` in order, ``tap_source_s<s>_t<t>`` ``[P]``: the rows of ``x`` whose product with the
+  tap's ``[C_in, C_out]`` weight is one *contribution row*. Taps ``t`` and ``26 − t`` have the same
+  number of pairs and share the dim ``P<s>_<min(t, 26−t)>``. A tap without pairs gets one dummy
+  pair reading row 0, whose contribution no voxel sums, so no dim is ever 0 and the graph needs no
+  appended zero row (a cloud always has a voxel: one without is refused before the graph). The
+  contributions of all taps, concatenated in tap order, are summed per output voxel by ``tap_sum_s<s>_*``: the
   index parts of a `SegmentPool` export form (weight 1, so no weight input and no Mul), width
   `TAP_SUM_WIDTH`: ``index [V, M]``, ``extra_index [E, M]``, ``overflow_target [H, 1]``,
   ``overflow_index [H, K]``, pad = the number of contribution rows (an appended zero row). The
@@ -118,8 +119,8 @@ def export_taps(pairs: TapPairs, num_voxels: int, width: int = TAP_SUM_WIDTH) ->
     for t in NON_CENTRE_TAPS:
         rows, src = by_tap[t]
         count = int(rows.shape[0])
-        if count == 0:  # one dummy pair: reads the zero row, and no voxel sums it
-            sources.append(torch.full((1,), num_voxels, dtype=torch.int64, device=device))
+        if count == 0:  # one dummy pair: reads row 0, and no voxel sums it
+            sources.append(torch.zeros((1,), dtype=torch.int64, device=device))
             offset += 1
             continue
         sources.append(src.to(torch.int64))

@@ -37,11 +37,13 @@ __all__ = [
     "GraphForm",
     "GraphInfo",
     "InputContract",
+    "LayerPrecision",
     "ManifestError",
     "ModelInfo",
     "ParityReport",
     "ParityScan",
     "Precision",
+    "QuantizationInfo",
     "check_model_name",
     "file_record",
     "load_manifest",
@@ -52,8 +54,11 @@ MANIFEST_FORMAT: Final = "ddata-export/2"
 MANIFEST_NAME = "manifest.json"
 _LEGACY_FORMAT = "ddata-export/1"
 
-#: Weight and arithmetic precision of an exported graph.
-Precision = Literal["fp32", "fp16"]
+#: Weight and arithmetic precision of an exported graph: ``int8`` is explicit quantization (int8
+#: weights and layer inputs, float32 sums), with some layers kept in float32 (`GraphInfo.layers`).
+Precision = Literal["fp32", "fp16", "int8"]
+#: What one conv or linear layer of a graph runs in.
+LayerPrecision = Literal["fp32", "fp16", "int8"]
 
 #: How an exported graph computes its 3×3×3 submanifold convolutions: ``dense`` gathers all 27 taps
 #: of every voxel (im2col ``[V, 27·C]`` → one MatMul); ``sparse`` multiplies only the present taps
@@ -143,6 +148,25 @@ class TensorInfo(_Strict):
     dims: list[str | int]
 
 
+class QuantizationInfo(_Strict):
+    """How an int8 graph was quantized (`export.calibrate`)."""
+
+    scheme: str  # in words: int8, symmetric, per output channel for weights, per tensor for inputs
+    method: str  # minmax, percentile or entropy
+    percentile: float | None = None
+    calibration: str  # the clouds, in words
+    clouds: int
+    #: agreement with the float32 graph's labels on the calibration clouds that the choice of int8
+    #: layers had to reach, and what the chosen mix reached
+    target_agreement: float
+    calibration_agreement: float
+    #: the layers returned to float32 because int8 there changed too many labels, most sensitive
+    #: first (`GraphInfo.layers` has every layer's precision)
+    float_layers: list[str]
+    #: the input range of every int8 layer (scale = range / 127)
+    activation_ranges: dict[str, float]
+
+
 class GraphInfo(_Strict):
     file: str
     form: GraphForm = "dense"  # absent in manifests written before the sparse form: dense
@@ -152,6 +176,9 @@ class GraphInfo(_Strict):
     parameters: int
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+    #: the precision of every conv and linear layer (absent before it was recorded)
+    layers: dict[str, LayerPrecision] = Field(default_factory=dict)
+    quantization: QuantizationInfo | None = None  # int8 graphs only
 
 
 class EngineInfo(_Strict):

@@ -28,6 +28,7 @@ from seg3d.graph_inputs import graph_form_of, graph_inputs
 from seg3d.manifest import MANIFEST_NAME, GraphForm, load_manifest
 from seg3d.model import Encoder3D, TorchPrecision, labels_from_logits, spconv_available
 from seg3d.model.precision import native_bf16_cpu
+from seg3d.ort_options import disabled_optimizers, session_options
 from seg3d.preprocess import EncoderInputs
 
 __all__ = [
@@ -100,12 +101,13 @@ class Backend(Protocol):
         ...
 
 
-def _export_graph_form(model_dir: Path) -> GraphForm | None:
-    """The graph form the export folder's manifest records (``dense`` for manifests written before
-    the field existed), or None when the folder has no manifest."""
+def _recorded_graph(model_dir: Path) -> tuple[GraphForm | None, str]:
+    """The graph form (``dense`` for manifests written before the field existed) and precision the
+    export folder's manifest records; (None, ``fp32``) when the folder has no manifest."""
     if not (model_dir / MANIFEST_NAME).is_file():
-        return None
-    return load_manifest(model_dir, verify=False).graph.form  # the service verified it on load
+        return None, "fp32"
+    manifest = load_manifest(model_dir, verify=False)  # the service verified it on load
+    return manifest.graph.form, manifest.model.precision
 
 
 @dataclass
@@ -125,15 +127,16 @@ class OnnxRuntimeBackend:
         path = model_dir / "model.onnx"
         if not path.is_file():
             raise BackendUnavailable(f"{path} not found")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        recorded, precision = _recorded_graph(model_dir)
+        options = session_options(threads)
         cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
         # TF32 off: fp32 parity is measured in true fp32 (ONNX Runtime on CPU); TF32 matmuls are not.
         cuda_provider = ("CUDAExecutionProvider", {"use_tf32": "0"})
         providers: list[Any] = [cuda_provider, "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            session = ort.InferenceSession(
+                str(path), options, providers=providers, disabled_optimizers=disabled_optimizers(precision)
+            )
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             raise _load_error(path, "ONNX Runtime cannot load the graph", exc) from exc
         # The CUDA provider can fail to load (a missing cuDNN or CUDA library, another CUDA major)
@@ -148,7 +151,6 @@ class OnnxRuntimeBackend:
             )
         # Feed the form of the graph's own inputs; the manifest must record the same.
         form = graph_form_of([i.name for i in session.get_inputs()])
-        recorded = _export_graph_form(model_dir)
         if recorded is not None and recorded != form:
             raise BackendLoadError(
                 f"{path}: the manifest records a {recorded} graph but the graph's inputs are those of "

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(not real_scans(("nuscenes", "kitti")), reason="real scans not found")
-@pytest.mark.parametrize(("precision", "threshold"), [("fp32", 0.999), ("fp16", 0.99)])
+@pytest.mark.parametrize(("precision", "threshold"), [("fp32", 0.999), ("fp16", 0.995)])
 def test_full_config_random_init_export(tmp_path: Path, precision: str, threshold: float) -> None:
     pytest.importorskip("spconv.pytorch")
     out = tmp_path / precision

@@ -106,7 +106,7 @@ def test_sparse_equals_dense_and_the_torch_model_on_real_sweeps(
         assert labels_sparse.min() >= 1
 
 
-@pytest.mark.parametrize(("precision", "threshold"), [("fp32", 0.999), ("fp16", 0.99)])
+@pytest.mark.parametrize(("precision", "threshold"), [("fp32", 0.999), ("fp16", 0.995)])
 def test_sparse_graph_matches_spconv_on_every_real_scan(
     model, folded, tiny_config, precision, threshold
 ) -> None:
@@ -163,7 +163,7 @@ def test_export_taps_sum_every_present_tap_with_overflow() -> None:
     neighbours[:, 26] = v
     form = export_taps(tap_pairs(neighbours), v)
     assert len(form.sources) == len(NON_CENTRE_TAPS) and all(s.numel() >= 1 for s in form.sources)
-    assert form.sources[0].tolist() == [v]  # the dummy pair reads the zero row
+    assert form.sources[0].tolist() == [0]  # the dummy pair reads row 0, summed by no voxel
     assert form.overflow_target.shape[0] >= 1 and form.extra_index.shape[0] >= 1
     g = torch.Generator().manual_seed(0)
     x = torch.randn((v, 5), dtype=torch.float64, generator=g)
