@@ -43,6 +43,7 @@ __all__ = [
     "TensorRTBackend",
     "TorchBackend",
     "choose_backend",
+    "graph_form_served",
     "load_backend",
     "precision_of",
 ]
@@ -216,6 +217,12 @@ class TorchBackend:
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         labels = labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index)
         return np.asarray(labels.cpu().numpy(), dtype=np.int64)
+
+
+def graph_form_served(backend: Backend) -> GraphForm | None:
+    """The form of the exported graph ``backend`` runs (ONNX Runtime, TensorRT); None for the
+    PyTorch backends, which run the encoder itself."""
+    return backend.graph if isinstance(backend, OnnxRuntimeBackend | TensorRTBackend) else None
 
 
 def precision_of(backend: Backend, exported: str) -> str:

@@ -22,7 +22,7 @@ import torch
 from seg3d.manifest import ExportManifest, load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import synthetic_sweep
-from serve.backends import choose_backend, precision_of
+from serve.backends import choose_backend, graph_form_served, precision_of
 from serve.metrics import Metrics
 from serve.segmenter import Segmenter
 from serve.settings import ServeSettings
@@ -56,6 +56,11 @@ class LoadedModel:
     def precision(self) -> str:
         """The arithmetic precision the backend runs in (`serve.backends.precision_of`)."""
         return precision_of(self.segmenter.backend, self.manifest.model.precision)
+
+    @property
+    def graph_form(self) -> str | None:
+        """The form of the exported graph served (``dense``/``sparse``); None on a torch backend."""
+        return graph_form_served(self.segmenter.backend)
 
 
 def _describe(exc: BaseException, folder: object) -> str:

@@ -7,16 +7,20 @@ the crop gives ranges far too small for a real sweep: the gate fails and nothing
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 import export.to_trt as to_trt
 from seg3d.manifest import load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import real_data_dir
+from serve.app import create_app
 from serve.backends import OnnxRuntimeBackend
+from serve.settings import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo" / "encoder3d.pt"
@@ -56,6 +60,14 @@ def test_demo_int8_export_passes_the_gate(tmp_path: Path, real: Path, nuscenes_s
     points = points[crop_mask(points[:, :3], manifest.config.grid)]
     labels = backend.predict(prepare_inputs(points, manifest.config))
     assert labels.shape == (points.shape[0],) and int(labels.min()) > 0
+    with TestClient(create_app(ServeSettings(model=out, backend="onnxruntime"))) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "not ready in 60 s"
+            time.sleep(0.1)
+        meta = client.get("/v2/models/demo-int8").json()
+    assert (meta["precision"], meta["graph_form"]) == ("int8", "sparse")
+    assert meta["int8_layers"] == len(int8)
 
 
 def test_broken_calibration_fails_the_gate_and_writes_nothing(tmp_path: Path, real: Path, capsys) -> None:

@@ -79,6 +79,7 @@ def test_the_service_reports_the_precision(tiny_export: Path, caplog: pytest.Log
             time.sleep(0.1)
         meta = client.get(f"/v2/models/{name}").json()
         assert (meta["backend"], meta["device"], meta["precision"]) == ("torch", "cpu", "bf16")
+        assert meta["graph_form"] is None and meta["int8_layers"] == 0  # the encoder, not a graph
         info = [
             line for line in client.get("/metrics").text.splitlines() if line.startswith("seg_model_info{")
         ]
@@ -99,4 +100,6 @@ def test_the_onnx_backend_reports_the_exported_precision(tiny_export: Path) -> N
         while client.get("/v2/health/ready").status_code != 200:
             assert time.monotonic() < deadline, "not ready in 60 s"
             time.sleep(0.1)
-        assert client.get(f"/v2/models/{name}").json()["precision"] == exported
+        meta = client.get(f"/v2/models/{name}").json()
+        assert meta["precision"] == exported
+        assert meta["graph_form"] == load_manifest(tiny_export).graph.form
