@@ -1,7 +1,7 @@
 """The exported graph's forms and precisions side by side: same weights, same real sweeps.
 
-    python bench/int8.py --checkpoint models/demo/encoder3d.pt
-    python bench/int8.py --checkpoint runs/full-synthetic/best.pt --calibrate ../shared/data/real/semantickitti
+    python bench/int8.py --checkpoint models/demo/encoder3d.pt --calibrate ../shared/data/real/semantickitti
+    python bench/int8.py --checkpoint runs/full-synthetic/best.pt --calibrate /data/nuscenes
 
 Exports the checkpoint with export/to_trt.py (ONNX only, the real parity gate on) as the dense
 fp32 graph, the sparse fp32 graph and the sparse int8 graph (calibrated on --calibrate, layers
@@ -43,8 +43,7 @@ def _export(checkpoint: Path, out: Path, form: str, precision: str, args: argpar
     argv += ["--onnx-only"]
     if precision == "int8":
         argv += ["--int8-target", str(args.int8_target), "--calibrate-clouds", str(args.calibrate_clouds)]
-        if args.calibrate:
-            argv += ["--calibrate", *map(str, args.calibrate)]
+        argv += ["--calibrate", *map(str, args.calibrate)]
     return to_trt.main(argv)
 
 
@@ -79,7 +78,13 @@ def _time(model_dir: Path, threads: int | None, iterations: int) -> list[dict[st
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint to export")
-    p.add_argument("--calibrate", type=Path, nargs="+", help="int8 calibration clouds (export's --calibrate)")
+    p.add_argument(
+        "--calibrate",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="int8 calibration clouds (export's --calibrate)",
+    )
     p.add_argument("--calibrate-clouds", type=int, default=16, help="export's --calibrate-clouds (16)")
     p.add_argument("--int8-target", type=float, default=0.995, help="export's --int8-target (0.995)")
     p.add_argument("--iterations", type=int, default=3, help="timed runs per sweep (3)")
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": info,
         "checkpoint": str(args.checkpoint),
-        "calibrate": [str(c) for c in args.calibrate or []],
+        "calibrate": [str(c) for c in args.calibrate],
         "int8_target": args.int8_target,
         "results": results,
     }

@@ -34,7 +34,7 @@ from seg3d.graph_inputs import graph_inputs
 from seg3d.manifest import GraphForm
 from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask, prepare_inputs
-from seg3d.scans import RealScan, synthetic_sweep
+from seg3d.scans import RealScan
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -49,7 +49,6 @@ __all__ = [
     "graph_feeds",
     "percentile_threshold",
     "select_int8_layers",
-    "synthetic_calibration_clouds",
 ]
 
 CalibrationMethod = Literal["minmax", "percentile", "entropy"]
@@ -60,8 +59,6 @@ _LEVELS = INT8_MAX + 1
 #: Smallest range a layer gets: an input that was exactly zero on every cloud (a dead unit) still
 #: needs a positive scale.
 _MIN_RANGE = 1e-6
-#: Seeds of the synthetic sweeps calibration falls back to: other seeds than export parity's.
-SYNTHETIC_CALIBRATION_SEEDS = range(100, 164)
 
 
 @dataclass(frozen=True)
@@ -250,21 +247,6 @@ def calibration_clouds(
         clouds.append(RealScan(f"{point_format.value}/{path.name}", point_format.value, path, points))
     where = ", ".join(str(p) for p in paths)
     return clouds, f"{len(clouds)} of {len(found)} clouds from {where}"
-
-
-def synthetic_calibration_clouds(config: ModelConfig, count: int) -> tuple[list[RealScan], str]:
-    """``count`` synthetic street sweeps of our own generator (the fallback without --calibrate)."""
-    seeds = list(SYNTHETIC_CALIBRATION_SEEDS)[:count]
-    clouds = [
-        RealScan(
-            f"synthetic/seed{seed}",
-            "synthetic",
-            Path(f"synthetic-seed{seed}"),
-            synthetic_sweep(seed=seed, intensity_max=config.input.intensity_max),
-        )
-        for seed in seeds
-    ]
-    return clouds, f"{len(clouds)} synthetic sweeps (seeds {seeds[0]}-{seeds[-1]})"
 
 
 @dataclass(frozen=True)

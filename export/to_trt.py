@@ -4,8 +4,7 @@
     python export/to_trt.py --config nuscenes_full --random-init --out /tmp/full --precision fp16
     python export/to_trt.py --checkpoint best.pt --out exports/v2 --parity-scans a.pcd.bin b.pcd.bin
     python export/to_trt.py --config nuscenes_full --random-init --out /tmp/sparse --graph sparse
-    python export/to_trt.py --checkpoint best.pt --out exports/v2-int8 --graph sparse --precision int8 \
-        --calibrate /data/nuscenes                    # int8: calibrated on 16 of its keyframe sweeps
+    python export/to_trt.py --checkpoint best.pt --out x8 --graph sparse --precision int8 --calibrate /nusc
     python export/to_trt.py --onnx exports/mymodel/model.onnx   # build the engine later, on a GPU host
 
 Steps: load a checkpoint of any mode (3d, 2dpass, 2ddata) and keep only its 3D encoder -> fold
@@ -22,12 +21,12 @@ The gate is the argmax agreement with the spconv fp32 reference on every scan: a
 fp32, 99.5 % for fp16, 99 % for int8.
 
 int8 (explicit quantization, export/calibrate.py): the float graph runs over the --calibrate clouds
-(files, folders, a nuScenes-layout or SemanticKITTI root; without it, synthetic sweeps, which only
-suit models trained on synthetic scenes) and each layer's input range is chosen by
---calibrate-method. When the all-int8 graph's labels agree with the float graph's on less than
---int8-target of the calibration points, the layers where int8 changes the most labels return to
-float32, the fewest that reach the target. The manifest records every layer's precision, the
-ranges, and the calibration (graph.layers, graph.quantization); the parity gate then decides.
+(files, folders, a nuScenes-layout or SemanticKITTI root: sweeps of the sensor the model will see)
+and each layer's input range is chosen by --calibrate-method. When the all-int8 graph's labels
+agree with the float graph's on less than --int8-target of the calibration points, the layers
+where int8 changes the most labels return to float32, the fewest that reach the target. The
+manifest records every layer's precision, the ranges, and the calibration (graph.layers,
+graph.quantization); the parity gate then decides.
 
 The model's name (manifest model.name, the service's /v2/models/NAME) is --name, else the --out
 folder's name.
@@ -57,7 +56,6 @@ from export.calibrate import (
     calibration_clouds,
     graph_feeds,
     select_int8_layers,
-    synthetic_calibration_clouds,
 )
 from export.manifest import build_manifest
 from export.onnx_graph import build_encoder_graph
@@ -154,8 +152,9 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         metavar="PATH",
-        help="int8: clouds to calibrate on: point files, folders of *.bin files, a nuScenes-layout root "
-        "(its samples/LIDAR_TOP sweeps) or a SemanticKITTI root (default: synthetic sweeps)",
+        help="int8 (required): clouds to calibrate on, from the sensor the model will see: point "
+        "files, folders of *.bin files, a nuScenes-layout root (its samples/LIDAR_TOP sweeps) or a "
+        "SemanticKITTI root",
     )
     p.add_argument(
         "--calibrate-format",
@@ -433,16 +432,14 @@ def _int8_graph(
     """Calibrate, choose the int8 layers, and build the int8 graph (export/calibrate.py)."""
     if not 0 < args.int8_target <= 1:
         raise ValueError(f"--int8-target must be in (0, 1], got {args.int8_target}")
-    if args.calibrate:
-        clouds, described = calibration_clouds(
-            args.calibrate, args.calibrate_format, config, args.calibrate_clouds
+    if not args.calibrate:
+        raise ValueError(
+            "--precision int8 needs --calibrate: sweeps of the sensor the model will see (point files, "
+            "folders, a nuScenes-layout or SemanticKITTI root); ranges from other data clip real ones"
         )
-    else:
-        clouds, described = synthetic_calibration_clouds(config, args.calibrate_clouds)
-        print(
-            "int8: calibrating on synthetic sweeps (no --calibrate): right for a model trained on "
-            "synthetic scenes only; pass --calibrate with your own sweeps otherwise"
-        )
+    clouds, described = calibration_clouds(
+        args.calibrate, args.calibrate_format, config, args.calibrate_clouds
+    )
     print(f"int8: calibrating on {described}")
     feeds = graph_feeds([c.points for c in clouds], config, form)
     calibration = calibrate(

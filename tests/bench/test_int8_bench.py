@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seg3d.scans import real_scans
+from seg3d.scans import real_data_dir, real_scans
 from tests.bench.conftest import load_bench_script
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo" / "encoder3d.pt"
@@ -18,9 +18,11 @@ DEMO = Path(__file__).resolve().parents[2] / "models" / "demo" / "encoder3d.pt"
 def test_bench_times_the_graphs_that_pass_and_reports_the_refused(tmp_path: Path) -> None:
     pytest.importorskip("spconv.pytorch")
     bench = load_bench_script("int8")
-    # every layer in int8, calibrated on two synthetic sweeps: the demo model then changes several
-    # per cent of the labels on the real nuScenes sweeps, and the gate refuses the export
-    args = ["--checkpoint", str(DEMO), "--calibrate-clouds", "2", "--int8-target", "0.01"]
+    # every layer in int8, calibrated on the SemanticKITTI scans (HDL-64): the demo model then
+    # changes a few per cent of the labels on the nuScenes sweeps, and the gate refuses the export
+    real = real_data_dir()
+    assert real is not None
+    args = ["--checkpoint", str(DEMO), "--calibrate", str(real / "semantickitti"), "--int8-target", "0.01"]
     assert bench.main([*args, "--iterations", "1", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     results = {(r["form"], r["precision"]): r for r in report["results"]}

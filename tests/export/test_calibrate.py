@@ -18,14 +18,13 @@ from export.calibrate import (
     graph_feeds,
     percentile_threshold,
     select_int8_layers,
-    synthetic_calibration_clouds,
 )
 from export.onnx_graph import calibration_graph
 from export.parity import ort_session
 from seg3d.checkpoint import load_encoder
 from seg3d.config import load_config
 from seg3d.model.folding import fold_state_dict
-from seg3d.scans import real_data_dir
+from seg3d.scans import real_data_dir, synthetic_sweep
 
 
 def test_percentile_threshold_is_the_upper_edge_of_the_bin_reaching_it() -> None:
@@ -48,11 +47,12 @@ def test_entropy_keeps_a_dense_range_and_clips_a_lone_outlier() -> None:
 
 @pytest.fixture(scope="module")
 def demo_model():
-    """The bundled demo model (trained: its labels vary) and two synthetic sweeps (what it saw)."""
+    """The bundled demo model (trained: its labels vary) and two stand-in sweeps."""
     model = load_encoder(Path(__file__).resolve().parents[2] / "models" / "demo" / "encoder3d.pt")
     state = fold_state_dict(model.state_dict(), model)
-    clouds, _ = synthetic_calibration_clouds(model.config, 2)
-    return state, model.config, graph_feeds([c.points for c in clouds], model.config, "sparse")
+    scale = model.config.input.intensity_max
+    clouds = [synthetic_sweep(seed=seed, intensity_max=scale) for seed in (100, 101)]
+    return state, model.config, graph_feeds(clouds, model.config, "sparse")
 
 
 def test_ranges_follow_the_method(demo_model) -> None:

@@ -13,12 +13,13 @@ import pytest
 from onnx import numpy_helper
 
 from export.allowlist import check_graph
-from export.calibrate import calibrate, graph_feeds, synthetic_calibration_clouds
+from export.calibrate import calibrate, graph_feeds
 from export.onnx_graph import INT8_EXCLUDED, build_encoder_graph, calibration_graph, layer_precisions
 from export.parity import ort_session
 from seg3d.checkpoint import load_encoder
 from seg3d.model.folding import fold_state_dict
 from seg3d.ort_options import disabled_optimizers, session_options
+from seg3d.scans import synthetic_sweep
 
 FORMS = ("sparse", "dense")
 
@@ -32,8 +33,8 @@ def folded(trained_checkpoint: Path):
 @pytest.fixture(scope="module")
 def calibrated(folded):
     state, config = folded
-    clouds, _ = synthetic_calibration_clouds(config, 2)
-    feeds = {form: graph_feeds([c.points for c in clouds], config, form) for form in FORMS}
+    clouds = [synthetic_sweep(seed=seed, intensity_max=config.input.intensity_max) for seed in (100, 101)]
+    feeds = {form: graph_feeds(clouds, config, form) for form in FORMS}
     scales = {
         form: calibrate(state, config, feeds[form], "minmax", form, progress=False).scales for form in FORMS
     }

@@ -90,3 +90,5 @@ def test_int8_arguments_are_checked(tmp_path: Path, real: Path, capsys) -> None:
     assert "no such file or folder" in capsys.readouterr().err
     assert to_trt.main([*base, "--out", str(tmp_path / "b"), "--int8-target", "1.5"]) == 2
     assert "--int8-target must be in (0, 1]" in capsys.readouterr().err
+    assert to_trt.main([*base, "--out", str(tmp_path / "c")]) == 2
+    assert "--precision int8 needs --calibrate" in capsys.readouterr().err
