@@ -88,6 +88,13 @@ def run_blocks(blocks: list[Block], root: Path, logs: Path, timeout_s: float) ->
                 print(f"SKIP {block.title}\n     reason: {reason}", flush=True)
                 continue
             log = logs / f"block-{block.number:02d}.log"
+            if block.marker.startswith("background") and _ready(block.marker.split(maxsplit=1)[1]):
+                # something else already answers there (a server left over from an earlier run):
+                # its answers would pass for this block's
+                url = block.marker.split(maxsplit=1)[1]
+                why = "answers before the block starts: stop that server"
+                print(f"FAIL {block.title}\n     {url} {why}", flush=True)
+                return 1
             start = time.monotonic()
             with log.open("wb") as out:
                 process = subprocess.Popen(

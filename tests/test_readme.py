@@ -73,3 +73,21 @@ def test_the_user_path_runs_in_order(newcomer: ModuleType) -> None:
 def test_readme_needs_nothing_outside_the_repository() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "../shared/docs" not in readme
+
+
+def test_a_server_already_answering_fails_the_background_block(
+    newcomer: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server left over from an earlier run would answer for the block's own: refused."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        block = newcomer.Block(1, 10, "bash", "sleep 30\n", f"background {url}")
+        assert newcomer.run_blocks([block], tmp_path, tmp_path, timeout_s=5) == 1
+    finally:
+        server.shutdown()
+    assert "answers before the block starts" in capsys.readouterr().out
