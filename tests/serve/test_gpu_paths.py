@@ -282,8 +282,11 @@ def fake_onnxruntime(active: list[str]) -> tuple[types.ModuleType, dict[str, Any
         intra_op_num_threads = 0
 
     class InferenceSession:
-        def __init__(self, path: str, options: SessionOptions, providers: list[Any]) -> None:
+        def __init__(
+            self, path: str, options: SessionOptions, providers: list[Any], disabled_optimizers: list[str]
+        ) -> None:
             seen["providers"] = providers
+            seen["disabled_optimizers"] = disabled_optimizers
 
         def get_providers(self) -> list[str]:
             return active
@@ -318,3 +321,4 @@ def test_onnxruntime_on_cuda_without_tf32(tmp_path: Path, tiny, monkeypatch) -> 
     backend = OnnxRuntimeBackend.load(tmp_path, tiny, None)
     assert backend.device == "cuda"
     assert seen["providers"][0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    assert seen["disabled_optimizers"] == []  # a float graph keeps every ONNX Runtime fusion
