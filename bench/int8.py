@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: every core)")
     p.add_argument("--out", type=Path, help="result stem (default bench/results/int8-<machine>)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for form, precision in VARIANTS:

@@ -71,6 +71,9 @@ class Calibration:
     percentile: float | None
     ranges: dict[str, float]
     observed_max: dict[str, float]
+    #: the float32 graph's labels on each calibration cloud, in order: the reference
+    #: `select_int8_layers` measures int8 mixes against (read in the first pass, not recomputed)
+    labels: tuple[npt.NDArray[np.int64], ...]
     scales: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -170,17 +173,19 @@ def calibrate(
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
     model, sites = calibration_graph(folded_state, config, form)
     session = ort_session(model.SerializeToString())
-    layers, outputs = list(sites), list(sites.values())
+    layers, outputs = list(sites), [*sites.values(), "labels"]
     stats = {layer: _LayerStats() for layer in layers}
+    labels = []
     passes = 1 if method == "minmax" else 2
     bar = tqdm(total=passes * len(feeds), desc=f"calibrating ({method})", unit="cloud", disable=not progress)
     for values in (session.run(outputs, f) for f in feeds):
-        for layer, x in zip(layers, values, strict=True):
+        labels.append(values[-1])
+        for layer, x in zip(layers, values[:-1], strict=True):
             stats[layer].top = max(stats[layer].top, float(np.abs(x).max(initial=0.0)))
         bar.update()
     if passes == 2:
         for values in (session.run(outputs, f) for f in feeds):
-            for layer, x in zip(layers, values, strict=True):
+            for layer, x in zip(layers, values[:-1], strict=True):
                 s = stats[layer]
                 if s.top > 0:
                     s.histogram += np.histogram(np.abs(x), bins=HISTOGRAM_BINS, range=(0.0, s.top))[0]
@@ -202,6 +207,7 @@ def calibrate(
         percentile=percentile if method == "percentile" else None,
         ranges=ranges,
         observed_max={layer: s.top for layer, s in stats.items()},
+        labels=tuple(labels),
     )
 
 
@@ -289,28 +295,34 @@ def select_int8_layers(
     progress: bool = True,
 ) -> Int8Selection:
     """The layers to run in int8: all of them when that graph's labels agree with the float32
-    graph's on ``target`` of the calibration clouds' points; else the fewest of the most sensitive
+    graph's (`Calibration.labels`; ``feeds`` are the ones calibration read) on ``target`` of the
+    calibration clouds' points; else the fewest of the most sensitive
     layers returned to float32 that reach it, found by bisection.
 
     A layer's sensitivity is measured, not guessed: the share of labels that change on the first
     calibration cloud when that layer alone runs in int8 (one graph per layer). When no mix with
     an int8 layer reaches ``target``, the mix with one int8 layer (the export's gate decides)."""
-    float_session = ort_session(build_encoder_graph(folded_state, config, "fp32", form).SerializeToString())
-    reference = [float_session.run(["labels"], f)[0] for f in feeds]
+    reference = calibration.labels
+    if len(reference) != len(feeds):
+        raise ValueError(f"{len(feeds)} feeds for a calibration of {len(reference)} clouds: pass the same")
     steps: list[SelectionStep] = []
 
     def mix_agreement(scales: dict[str, float], clouds: int) -> float:
         graph = build_encoder_graph(folded_state, config, "int8", form, scales)
         return _agreement(graph.SerializeToString(), feeds[:clouds], reference[:clouds])
 
+    def int8_scales(ranked: list[str], count: int) -> dict[str, float]:
+        """The scales of the layers left in int8 when the first ``count`` of ``ranked`` are not."""
+        kept = set(ranked[count:])
+        return {k: v for k, v in calibration.scales.items() if k in kept}
+
     def selection(ranked: list[str], count: int) -> Int8Selection:
-        scales = {k: v for k, v in calibration.scales.items() if k in set(ranked[count:])}
+        scales = int8_scales(ranked, count)
         agreement = next(s.agreement for s in reversed(steps) if s.float_layers == count)
         return Int8Selection(scales, ranked[:count], agreement, steps)
 
     def meets(ranked: list[str], count: int) -> bool:
-        scales = {k: v for k, v in calibration.scales.items() if k in set(ranked[count:])}
-        value = mix_agreement(scales, len(feeds))
+        value = mix_agreement(int8_scales(ranked, count), len(feeds))
         steps.append(SelectionStep(count, value))
         if progress:
             print(f"  int8 with {count} of {len(ranked)} layers in float32: {value:.4%} agreement")
