@@ -29,7 +29,7 @@ from seg3d.checkpoint import ENCODER_PREFIX, Checkpoint, save_checkpoint
 from seg3d.config import load_config
 from seg3d.manifest import load_manifest
 from seg3d.model import Encoder3D
-from seg3d.model.precision import PRECISIONS, TorchPrecision, native_bf16_cpu
+from seg3d.model.precision import TorchPrecision, native_bf16_cpu
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import real_scans
 from seg3d.sysinfo import machine_info, machine_slug
@@ -37,6 +37,7 @@ from serve.backends import TorchBackend
 from serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
+CPU_PRECISIONS: tuple[TorchPrecision, ...] = ("fp32", "bf16")
 
 
 def matmul_gflops(dtype: torch.dtype, rows: int = 16384, width: int = 256, repeats: int = 30) -> float:
@@ -75,7 +76,7 @@ def bench_model(label: str, model_dir: Path, iterations: int) -> dict[str, Any]:
     manifest = model_dir / "manifest.json"
     config = load_manifest(model_dir).config if manifest.is_file() else load_config("nuscenes_full")
     backends: dict[TorchPrecision, TorchBackend] = {
-        precision: TorchBackend.load(model_dir, config, "torch", precision) for precision in PRECISIONS
+        precision: TorchBackend.load(model_dir, config, "torch", precision) for precision in CPU_PRECISIONS
     }
     rows = []
     for scan in real_scans(("nuscenes",), intensity_max=config.input.intensity_max):

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from seg3d.config import ModelConfig
 from seg3d.io import atomic_writer
 from seg3d.model import Encoder3D, fold_batchnorm
-from seg3d.model.precision import TorchPrecision, to_bf16
+from seg3d.model.precision import CUDA_ONLY, TorchPrecision, to_half
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT, Backend
 
 __all__ = [
@@ -162,17 +162,23 @@ def load_encoder(
         device: where the encoder runs; a ``table`` encoder on CPU convolves over the present
             neighbour taps only (the CPU fast path: same values, fewer operations).
         fold: fold BatchNorm into the neighbouring convolutions and linears (inference only).
-        precision: ``bf16`` stores the weights in bfloat16 once, here, after folding in float64
-            (`seg3d.model.precision.to_bf16`: what stays float32 and why); needs ``fold`` and the
-            ``table`` backend.
+        precision: ``bf16`` (or ``fp16``, CUDA only) stores the weights in that dtype once, here,
+            after folding in float64 (`seg3d.model.precision.to_half`: what stays float32 and
+            why); needs ``fold`` and the ``table`` backend.
 
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: not a checkpoint, or weights that do not fit its own config.
-        ValueError: ``bf16`` without ``fold`` or on the ``spconv`` backend.
+        ValueError: a half precision without ``fold`` or on the ``spconv`` backend; ``fp16``
+            on a CPU.
     """
-    if precision == "bf16" and (backend != "table" or not fold):
-        raise ValueError("precision 'bf16' needs backend 'table' and fold=True")
+    if precision != "fp32" and (backend != "table" or not fold):
+        raise ValueError(f"precision {precision!r} needs backend 'table' and fold=True")
+    if precision in CUDA_ONLY and torch.device(device).type != "cuda":
+        raise ValueError(
+            f"precision {precision!r} runs on a CUDA device only (CPUs have no float16 MatMul "
+            "worth running; bf16 is the CPU's half precision)"
+        )
     checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source)
     where = "checkpoint" if isinstance(source, Checkpoint) else str(source)
     encoder = Encoder3D(checkpoint.model_config, backend)
@@ -184,4 +190,4 @@ def load_encoder(
     device = torch.device(device)
     encoder.present_taps = backend == "table" and device.type == "cpu"
     encoder = encoder.to(device)
-    return to_bf16(encoder) if precision == "bf16" else encoder
+    return encoder if precision == "fp32" else to_half(encoder, precision)

@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--torch-precision",
         choices=get_args(TorchPrecision),
-        help="precision of the torch backend: fp32 (default) or bf16 (weights converted to bf16 once "
-        "at load; float32 input embedding, pool sums and logits; fastest on CPUs with AVX512-BF16/AMX)",
+        help="precision of the torch backend: fp32 (default), bf16 (weights converted to bf16 once "
+        "at load; float32 input embedding, pool sums and logits; fastest on CPUs with AVX512-BF16/AMX), "
+        "or fp16 (likewise in float16; CUDA only)",
     )
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")

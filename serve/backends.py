@@ -27,7 +27,7 @@ from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_form_of, graph_inputs
 from seg3d.manifest import MANIFEST_NAME, GraphForm, load_manifest
 from seg3d.model import Encoder3D, TorchPrecision, labels_from_logits, spconv_available
-from seg3d.model.precision import native_bf16_cpu
+from seg3d.model.precision import CUDA_ONLY, HALF_DTYPES, native_bf16_cpu
 from seg3d.ort_options import disabled_optimizers, session_options
 from seg3d.preprocess import EncoderInputs
 
@@ -170,8 +170,9 @@ class OnnxRuntimeBackend:
 
 @dataclass
 class TorchBackend:
-    """The encoder in PyTorch. ``precision`` (``torch`` only): ``fp32``, or ``bf16`` with the weights
-    stored in bfloat16 once at load (`seg3d.model.precision`); the ``spconv`` reference is fp32."""
+    """The encoder in PyTorch. ``precision`` (``torch`` only): ``fp32``, or ``bf16``/``fp16`` (CUDA
+    only) with the weights stored in that dtype once at load (`seg3d.model.precision`); the
+    ``spconv`` reference is fp32."""
 
     model: Encoder3D
     config: ModelConfig
@@ -194,6 +195,11 @@ class TorchBackend:
             raise BackendUnavailable("spconv is not installed")
         precision = precision if kind == "torch" else "fp32"
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if precision in CUDA_ONLY and device != "cuda":
+            raise BackendUnavailable(
+                f"torch precision {precision} runs on a CUDA device only and none is visible; "
+                "use fp32, or bf16 (the CPU's half precision)"
+            )
         try:
             # torch: the `table` encoder, BatchNorm folded (CPU fast path set), weights in
             # ``precision``; spconv: the reference, float32
@@ -206,8 +212,8 @@ class TorchBackend:
             )
         except Exception as exc:  # CheckpointError, or what torch raises for a file it cannot read
             raise _load_error(path, "the encoder checkpoint does not load", exc) from exc
-        if precision == "bf16":
-            log.info("torch: %s", _bf16_summary(model, device))
+        if precision != "fp32":
+            log.info("torch: %s", _half_summary(model, precision, device))
         return cls(model, config, device, kind, precision)
 
     @torch.inference_mode()
@@ -231,12 +237,16 @@ def precision_of(backend: Backend, exported: str) -> str:
     return backend.precision if isinstance(backend, TorchBackend) else exported
 
 
-def _bf16_summary(model: Encoder3D, device: str) -> str:
-    """One log line: how many weights are bf16, and whether this CPU has native bf16 MatMuls."""
+def _half_summary(model: Encoder3D, precision: TorchPrecision, device: str) -> str:
+    """One log line: how many weights are in the half dtype, and whether this CPU has native bf16
+    MatMuls."""
     params = list(model.parameters())
-    bf16 = sum(p.numel() for p in params if p.dtype == torch.bfloat16)
+    half = sum(p.numel() for p in params if p.dtype == HALF_DTYPES[precision])
     total = sum(p.numel() for p in params)
-    line = f"weights in bf16 ({bf16:,} of {total:,} parameters; embedding input, pool sums, logits float32)"
+    line = (
+        f"weights in {precision} ({half:,} of {total:,} parameters; embedding input, pool sums, "
+        "logits float32)"
+    )
     if device == "cpu" and not native_bf16_cpu():
         line += "; this CPU has no native bf16 MatMul (oneDNN), expect it to be slower than fp32"
     return line

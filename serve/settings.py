@@ -32,8 +32,9 @@ class ServeSettings(BaseSettings):
     backend: BackendChoice = "auto"
     torch_precision: TorchPrecision = Field(
         "fp32",
-        description="precision of the torch backend (also as an auto candidate): fp32, or bf16 "
-        "(weights stored in bf16 at load; float32 input embedding, pool sums and logits)",
+        description="precision of the torch backend (also as an auto candidate): fp32, bf16 "
+        "(weights stored in bf16 at load; float32 input embedding, pool sums and logits), or fp16 "
+        "(likewise in float16; CUDA only)",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

@@ -2,7 +2,7 @@
 
 from seg3d.model.encoder import Encoder3D, EncoderOutput, labels_from_logits
 from seg3d.model.folding import fold_batchnorm
-from seg3d.model.precision import PRECISIONS, TorchPrecision, to_bf16
+from seg3d.model.precision import PRECISIONS, TorchPrecision, to_half
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT, Backend, spconv_available
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "fold_batchnorm",
     "labels_from_logits",
     "spconv_available",
-    "to_bf16",
+    "to_half",
 ]

@@ -197,7 +197,7 @@ class Encoder3D(nn.Module):
         # `table` only: compute the present taps instead of all 27 (the CPU fast path; same
         # result). The exported graph always uses the dense gather, which TensorRT imports natively.
         self.present_taps = False
-        # "bf16" once `seg3d.model.precision.to_bf16` has converted the weights (inference only).
+        # "bf16"/"fp16" once `seg3d.model.precision.to_half` has converted the weights (inference only).
         self.precision: TorchPrecision = "fp32"
         self.embed = InputEmbedding(enc.hidden)
         self.blocks = nn.ModuleList([SPVBlock(i, enc, backend, folded) for i in range(len(enc.scale_list))])

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 import serve.__main__ as serve_main
 from seg3d.manifest import load_manifest
 from serve.app import create_app
-from serve.backends import TorchBackend, load_backend
+from serve.backends import BackendUnavailable, TorchBackend, choose_backend, load_backend
 from serve.settings import ServeSettings
 
 
@@ -67,6 +67,18 @@ def test_the_torch_backend_loads_bf16_weights(tiny_export: Path) -> None:
     reference = load_backend("spconv", tiny_export, config, torch_precision="bf16")
     assert isinstance(reference, TorchBackend) and reference.precision == "fp32"
     assert {p.dtype for p in reference.model.parameters()} == {torch.float32}
+
+
+def test_fp16_is_unavailable_without_cuda(tiny_export: Path) -> None:
+    """fp16 is a CUDA precision: on a CPU host the torch backend says so instead of loading, and
+    ``auto`` skips that candidate and serves another."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: fp16 loads here (bench/gpu.py checks it)")
+    config = load_manifest(tiny_export).config
+    with pytest.raises(BackendUnavailable, match="fp16 runs on a CUDA device only"):
+        load_backend("torch", tiny_export, config, torch_precision="fp16")
+    chosen = choose_backend("auto", tiny_export, config, torch_precision="fp16")
+    assert not (isinstance(chosen, TorchBackend) and chosen.name == "torch")
 
 
 def test_the_service_reports_the_precision(tiny_export: Path, caplog: pytest.LogCaptureFixture) -> None:

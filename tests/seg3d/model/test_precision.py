@@ -13,8 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from seg3d.checkpoint import ENCODER_PREFIX, Checkpoint, load_checkpoint, load_encoder
 from seg3d.config import ModelConfig
-from seg3d.model import Encoder3D, fold_batchnorm, labels_from_logits, to_bf16
-from seg3d.model.precision import FP32_PARAMETERS, native_bf16_cpu
+from seg3d.model import Encoder3D, fold_batchnorm, labels_from_logits, to_half
+from seg3d.model.precision import FP32_PARAMETERS, native_bf16_cpu, weight_dtypes
 from seg3d.preprocess import EncoderInputs, crop_mask, prepare_inputs
 from seg3d.scans import real_scans
 from tests.helpers import randomize_batchnorm
@@ -150,9 +150,25 @@ def test_bf16_refuses_what_it_cannot_run(tiny_config: ModelConfig) -> None:
     with pytest.raises(ValueError, match="table"):
         load_encoder(checkpoint, "spconv", fold=True, precision="bf16")
     with pytest.raises(ValueError, match="folded"):
-        to_bf16(Encoder3D(tiny_config, "table").eval())
+        to_half(Encoder3D(tiny_config, "table").eval())
     folded = fold_batchnorm(Encoder3D(tiny_config, "table").eval())
-    assert to_bf16(to_bf16(folded)).precision == "bf16"  # idempotent
+    assert to_half(to_half(folded)).precision == "bf16"  # idempotent
+    with pytest.raises(ValueError, match="already bf16"):
+        to_half(folded, "fp16")
+    with pytest.raises(ValueError, match="not 'fp32'"):
+        to_half(fold_batchnorm(Encoder3D(tiny_config, "table").eval()), "fp32")
+
+
+def test_fp16_is_refused_on_cpu_and_keeps_the_float32_layers(tiny_config: ModelConfig) -> None:
+    """fp16 serves on CUDA only (bench/gpu.py runs it there); the conversion itself is
+    device-independent, so what it stores is checked here."""
+    checkpoint = _checkpoint(tiny_config)
+    with pytest.raises(ValueError, match="CUDA device only"):
+        load_encoder(checkpoint, fold=True, precision="fp16")
+    half = to_half(fold_batchnorm(Encoder3D(tiny_config, "table").eval()), "fp16")
+    dtypes = weight_dtypes(half)
+    assert {n for n, d in dtypes.items() if d == torch.float32} == FP32_PARAMETERS
+    assert {d for n, d in dtypes.items() if n not in FP32_PARAMETERS} == {torch.float16}
 
 
 def test_this_cpu_runs_bf16_matmuls_natively() -> None:
