@@ -119,10 +119,17 @@ def bench_in_process(model_dir: Path, scans: list[RealScan], iterations: int, wa
 
 
 def bench_http(
-    model_dir: Path, backend: str, threads: int | None, raw: bytes, clients: int, requests: int
+    model_dir: Path,
+    backend: str,
+    threads: int | None,
+    raw: bytes,
+    clients: int,
+    requests: int,
+    server_args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Concurrent clients against a real server; latency, throughput and the server's peak RSS."""
-    args = ["--backend", backend, "--max-queue", str(clients), "--log-level", "warning"]
+    """Concurrent clients against a real server; latency, throughput and the server's peak RSS.
+    ``server_args``: more options of ``python -m serve`` (e.g. ``--torch-precision fp16``)."""
+    args = ["--backend", backend, "--max-queue", str(clients), "--log-level", "warning", *(server_args or [])]
     if threads:
         args += ["--threads", str(threads)]
     server = start_local_server(model_dir, *args, ready_timeout=300)
