@@ -26,6 +26,7 @@ from seg3d.manifest import (
     FileFormatInfo,
     FileRecord,
     GraphInfo,
+    GraphVariant,
     InputContract,
     LabelMap,
     ModelInfo,
@@ -33,12 +34,13 @@ from seg3d.manifest import (
     ParityReport,
     Precision,
     QuantizationInfo,
+    RefusedVariant,
     TensorInfo,
 )
 from seg3d.model.sparse_conv import WEIGHT_LAYOUT
 from seg3d.points import PointFormat
 
-__all__ = ["build_manifest", "graph_parameter_count", "versions"]
+__all__ = ["build_manifest", "graph_info", "graph_parameter_count", "versions"]
 
 _DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
@@ -108,6 +110,28 @@ def _tensors(values: list[onnx.ValueInfoProto]) -> list[TensorInfo]:
     ]
 
 
+def graph_info(
+    onnx_model: onnx.ModelProto,
+    op_types: list[str],
+    file: str = "model.onnx",
+    quantization: QuantizationInfo | None = None,
+) -> GraphInfo:
+    """What the manifest records of one graph file: opset, ops, inputs and outputs, form, and the
+    precision of every layer."""
+    return GraphInfo(
+        file=file,
+        opset=next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
+        ir_version=onnx_model.ir_version,
+        op_types=op_types,
+        parameters=graph_parameter_count(onnx_model),
+        inputs=_tensors(list(onnx_model.graph.input)),
+        outputs=_tensors(list(onnx_model.graph.output)),
+        form=graph_form_of([i.name for i in onnx_model.graph.input]),
+        layers=layer_precisions(onnx_model),
+        quantization=quantization,
+    )
+
+
 def build_manifest(
     *,
     config: ModelConfig,
@@ -123,8 +147,11 @@ def build_manifest(
     checkpoint_sha256: str | None,
     name: str | None = None,
     quantization: QuantizationInfo | None = None,
+    variants: list[GraphVariant] | None = None,
+    refused_variants: list[RefusedVariant] | None = None,
 ) -> ExportManifest:
-    """The manifest of one export; ``files`` records every artifact written beside it.
+    """The manifest of one export; ``files`` records every artifact written beside it, ``variants``
+    the further graphs (export's ``--also``) and ``refused_variants`` those the gate refused.
 
     ``name`` is the model's own name (``model.name``, what the service answers to); the config's name
     when not given.
@@ -167,20 +194,11 @@ def build_manifest(
         ),
         config=config,
         weight_layout=WEIGHT_LAYOUT,
-        graph=GraphInfo(
-            file="model.onnx",
-            opset=next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
-            ir_version=onnx_model.ir_version,
-            op_types=op_types,
-            parameters=graph_parameter_count(onnx_model),
-            inputs=_tensors(list(onnx_model.graph.input)),
-            outputs=_tensors(list(onnx_model.graph.output)),
-            form=graph_form_of([i.name for i in onnx_model.graph.input]),
-            layers=layer_precisions(onnx_model),
-            quantization=quantization,
-        ),
+        graph=graph_info(onnx_model, op_types, "model.onnx", quantization),
         engine=engine,
         versions=versions(),
         files=files,
         parity=parity,
+        variants=variants or [],
+        refused_variants=refused_variants or [],
     )

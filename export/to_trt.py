@@ -44,7 +44,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import onnx
 import torch
@@ -57,7 +57,7 @@ from export.calibrate import (
     graph_feeds,
     select_int8_layers,
 )
-from export.manifest import build_manifest
+from export.manifest import build_manifest, graph_info
 from export.onnx_graph import build_encoder_graph
 from export.parity import engine_session, ort_session, run_parity
 from export.profiles import (
@@ -84,12 +84,15 @@ from seg3d.manifest import (
     EngineInfo,
     FileRecord,
     GraphForm,
+    GraphVariant,
     ManifestError,
     ParityReport,
     Precision,
     QuantizationInfo,
+    RefusedVariant,
     check_model_name,
     file_record,
+    graph_name,
     load_manifest,
     write_manifest,
 )
@@ -112,6 +115,17 @@ SYNTHETIC_PARITY_SEEDS = (0, 1, 2)
 
 class CheckFailed(RuntimeError):
     """A verification step failed: nothing is written to --out."""
+
+
+def _variant(text: str) -> tuple[GraphForm, Precision]:
+    """``FORM:PRECISION`` of ``--also`` (argparse type)."""
+    form, _, precision = text.partition(":")
+    if form not in GRAPH_FORMS or precision not in PARITY_THRESHOLD:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected FORM:PRECISION with FORM in {', '.join(GRAPH_FORMS)} and PRECISION in "
+            f"{', '.join(PARITY_THRESHOLD)} (e.g. sparse:int8)"
+        )
+    return form, cast(Precision, precision)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -195,6 +209,18 @@ def _parser() -> argparse.ArgumentParser:
         help="how the graph computes its 3x3x3 convolutions: 'dense' gathers all 27 taps of every "
         "voxel into one MatMul; 'sparse' multiplies only the neighbours present and sums them per "
         f"voxel (other graph inputs; recorded in the manifest). Default {DEFAULT_GRAPH}",
+    )
+    p.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        type=_variant,
+        metavar="FORM:PRECISION",
+        help="also write this graph of the same weights (repeatable, e.g. --also sparse:fp32 --also "
+        "sparse:int8), each through the allowlist and its own parity gate, as model.FORM-PRECISION.onnx; "
+        "one the gate refuses is not written and the manifest says why (refused_variants). The service "
+        "serves any of them (--onnx-graph) and 'auto' times them all. The engine is built from the "
+        "primary graph (--graph, --precision) only",
     )
     p.add_argument(
         "--onnx-only", action="store_true", help="skip the TensorRT engine even if TensorRT is present"
@@ -464,6 +490,72 @@ def _int8_graph(
     )
 
 
+def _also(args: argparse.Namespace) -> list[tuple[GraphForm, Precision]]:
+    """The distinct ``--also`` graphs, checked before any work: not the primary, int8 calibrated."""
+    also: list[tuple[GraphForm, Precision]] = list(dict.fromkeys(args.also))
+    if (args.graph, args.precision) in also:
+        raise ValueError(f"--also {args.graph}:{args.precision} is the primary graph (--graph, --precision)")
+    if any(p == "int8" for _, p in also) and not args.calibrate:
+        raise ValueError("--also …:int8 needs --calibrate, as --precision int8 does")
+    return also
+
+
+def _checked_graph(
+    folded: dict[str, torch.Tensor],
+    config: ModelConfig,
+    form: GraphForm,
+    precision: Precision,
+    args: argparse.Namespace,
+) -> tuple[onnx.ModelProto, QuantizationInfo | None, list[str]]:
+    """One graph built (calibrated for int8) and through the ONNX checker and the allowlist."""
+    quantization = None
+    if precision == "int8":
+        graph, quantization = _int8_graph(folded, config, form, args)
+    else:
+        graph = build_encoder_graph(folded, config, precision, form)
+    onnx.checker.check_model(graph, full_check=True)
+    try:
+        op_types = check_graph(graph)
+    except AllowlistViolation as exc:
+        raise CheckFailed(str(exc)) from exc
+    return graph, quantization, op_types
+
+
+def _variants(
+    also: list[tuple[GraphForm, Precision]],
+    folded: dict[str, torch.Tensor],
+    model: Encoder3D,
+    config: ModelConfig,
+    args: argparse.Namespace,
+    scans: tuple[list[RealScan], str] | None,
+    staging: Path,
+) -> tuple[list[GraphVariant], list[RefusedVariant]]:
+    """The ``--also`` graphs, each written to ``staging`` only when its parity gate passes (or is
+    skipped, as the primary's is); the refused ones with the gate's reason."""
+    written: list[GraphVariant] = []
+    refused: list[RefusedVariant] = []
+    for form, precision in also:
+        name = graph_name(form, precision)
+        print(f"also: {name}")
+        graph, quantization, op_types = _checked_graph(folded, config, form, precision, args)
+        data = graph.SerializeToString()
+        try:
+            parity = (
+                _check_parity(model, config, data, precision, scans, form)
+                if scans is not None
+                else ParityReport(status="skipped", reason=_parity_skip_reason(args))
+            )
+        except CheckFailed as exc:
+            print(f"also: {name} refused, not written: {exc}", file=sys.stderr)
+            refused.append(RefusedVariant(name=name, reason=str(exc)))
+            continue
+        file = f"model.{name}.onnx"
+        (staging / file).write_bytes(data)
+        info = graph_info(graph, op_types, file, quantization)
+        written.append(GraphVariant(name=name, precision=precision, graph=info, parity=parity))
+    return written, refused
+
+
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace its export")
@@ -497,18 +589,10 @@ def export(args: argparse.Namespace) -> Path:
         user = _user_scans(args.parity_scans, args.parity_format, config) if args.parity_scans else None
         scans = _parity_scans(user, config)
     form: GraphForm = args.graph
+    also = _also(args)
     print(f"exporting {name}: {config.name} ({mode}, {source}) as {args.precision}, {form} graph")
     folded = fold_state_dict(model.state_dict(), model)
-    quantization = None
-    if args.precision == "int8":
-        graph, quantization = _int8_graph(folded, config, form, args)
-    else:
-        graph = build_encoder_graph(folded, config, args.precision, form)
-    onnx.checker.check_model(graph, full_check=True)
-    try:
-        op_types = check_graph(graph)
-    except AllowlistViolation as exc:
-        raise CheckFailed(str(exc)) from exc
+    graph, quantization, op_types = _checked_graph(folded, config, form, args.precision, args)
     onnx_bytes = graph.SerializeToString()
 
     staging = Path(tempfile.mkdtemp(dir=args.out, prefix=".export-"))
@@ -527,6 +611,7 @@ def export(args: argparse.Namespace) -> Path:
             if scans is not None
             else ParityReport(status="skipped", reason=skip_reason)
         )
+        variants, refused = _variants(also, folded, model, config, args, scans, staging)
         engine = None
         ok, why = tensorrt_status()
         if args.onnx_only:
@@ -540,7 +625,8 @@ def export(args: argparse.Namespace) -> Path:
                 f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"
                 f"  python export/to_trt.py --onnx {args.out / 'model.onnx'}"
             )
-        artifacts = ["model.onnx", "encoder3d.pt"] + (["model.engine"] if engine is not None else [])
+        artifacts = ["model.onnx", "encoder3d.pt", *(v.graph.file for v in variants)]
+        artifacts += ["model.engine"] if engine is not None else []
         files = {file: file_record(staging / file) for file in artifacts}
         manifest = build_manifest(
             config=config,
@@ -556,6 +642,8 @@ def export(args: argparse.Namespace) -> Path:
             checkpoint_sha256=checkpoint_sha256,
             name=name,
             quantization=quantization,
+            variants=variants,
+            refused_variants=refused,
         )
         write_manifest(staging, manifest)
         for file in [*artifacts, "timing.cache", "manifest.json"]:  # manifest last
@@ -563,6 +651,9 @@ def export(args: argparse.Namespace) -> Path:
                 os.replace(staging / file, args.out / file)
         if engine is None and (args.out / "model.engine").exists():
             (args.out / "model.engine").unlink()  # a stale engine would not match the new graph
+        for stale in args.out.glob("model.*-*.onnx"):  # variants of an export this one replaced
+            if stale.name not in files:
+                stale.unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"done: {args.out}: {', '.join(files)}, manifest.json (model {name})")

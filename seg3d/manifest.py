@@ -7,6 +7,11 @@ parity figures, and the SHA-256 and size of every artifact. `load_manifest` pars
 and, by default, verifies every artifact against it, so a corrupt, truncated or swapped file is
 refused with a message naming it instead of being served.
 
+Besides its primary graph (``graph``, ``model.precision``, ``parity``) a folder can hold further
+graphs of the same weights, each gated on its own (``variants``: export's ``--also``); the variants
+the gate refused are listed, with the reason, in ``refused_variants``. `ExportManifest.graphs`
+lists every graph a runtime may serve, by name (``dense-fp32``, ``sparse-int8``, …).
+
 Format ``ddata-export/2``. Folders of format ``ddata-export/1`` (no file sizes, hashes under
 ``hashes``) are read and converted on load.
 """
@@ -36,6 +41,7 @@ __all__ = [
     "FileRecord",
     "GraphForm",
     "GraphInfo",
+    "GraphVariant",
     "InputContract",
     "LayerPrecision",
     "ManifestError",
@@ -44,8 +50,11 @@ __all__ = [
     "ParityScan",
     "Precision",
     "QuantizationInfo",
+    "RefusedVariant",
+    "ServableGraph",
     "check_model_name",
     "file_record",
+    "graph_name",
     "load_manifest",
     "write_manifest",
 ]
@@ -66,6 +75,12 @@ LayerPrecision = Literal["fp32", "fp16", "int8"]
 #: graph inputs; manifests written before the field existed hold ``dense`` graphs.
 GraphForm = Literal["dense", "sparse"]
 GRAPH_FORMS: tuple[GraphForm, ...] = ("dense", "sparse")
+
+
+def graph_name(form: GraphForm, precision: Precision) -> str:
+    """The name of a graph in an export folder: ``<form>-<precision>`` (``sparse-int8``)."""
+    return f"{form}-{precision}"
+
 
 #: What makes a model name one URL path segment (``/v2/models/{name}``), besides not being . or ..
 MODEL_NAME_RULE = (
@@ -181,6 +196,32 @@ class GraphInfo(_Strict):
     quantization: QuantizationInfo | None = None  # int8 graphs only
 
 
+class GraphVariant(_Strict):
+    """A further graph of the same weights in the folder (export's ``--also``), gated on its own."""
+
+    name: str  # graph_name(graph.form, precision)
+    precision: Precision
+    graph: GraphInfo
+    parity: ParityReport
+
+
+class RefusedVariant(_Strict):
+    """A graph export was asked for (``--also``) and did not write: its parity gate refused it."""
+
+    name: str
+    reason: str
+
+
+class ServableGraph(_Strict):
+    """One graph of the folder as a runtime sees it: the primary or a variant."""
+
+    name: str
+    precision: Precision
+    graph: GraphInfo
+    parity: ParityReport
+    primary: bool
+
+
 class EngineInfo(_Strict):
     file: str
     tensorrt: str
@@ -244,6 +285,8 @@ class ExportManifest(_Strict):
     versions: dict[str, str]
     files: dict[str, FileRecord]  # every model artifact of the folder, by file name
     parity: ParityReport
+    variants: list[GraphVariant] = Field(default_factory=list)  # absent before --also: none
+    refused_variants: list[RefusedVariant] = Field(default_factory=list)
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=(), populate_by_name=True)
 
@@ -286,9 +329,51 @@ class ExportManifest(_Strict):
             raise ValueError(f"the graph {self.graph.file!r} has no file record")
         if self.engine is not None and self.engine.file not in self.files:
             raise ValueError(f"the engine {self.engine.file!r} has no file record")
+        names = [g.name for g in self.graphs()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"graph names repeat: {names}")
+        for variant in self.variants:
+            if variant.graph.file not in self.files:
+                raise ValueError(f"the variant graph {variant.graph.file!r} has no file record")
+            if variant.name != graph_name(variant.graph.form, variant.precision):
+                raise ValueError(
+                    f"variant {variant.name!r} is a {variant.graph.form} {variant.precision} graph"
+                )
         if tuple(self.classes.names) != self.config.class_names:
             raise ValueError("classes.names differ from the model config's class table")
         return self
+
+    def graphs(self) -> list[ServableGraph]:
+        """Every graph of the folder, the primary first."""
+        primary = ServableGraph(
+            name=graph_name(self.graph.form, self.model.precision),
+            precision=self.model.precision,
+            graph=self.graph,
+            parity=self.parity,
+            primary=True,
+        )
+        return [primary] + [
+            ServableGraph(name=v.name, precision=v.precision, graph=v.graph, parity=v.parity, primary=False)
+            for v in self.variants
+        ]
+
+    def servable_graph(self, name: str | None) -> ServableGraph:
+        """The graph called ``name`` (None: the primary).
+
+        Raises:
+            ManifestError: no graph of that name, naming those the folder has and those refused.
+        """
+        graphs = self.graphs()
+        if name is None:
+            return graphs[0]
+        for graph in graphs:
+            if graph.name == name:
+                return graph
+        refused = {r.name: r.reason for r in self.refused_variants}
+        why = f" (export refused it: {refused[name]})" if name in refused else ""
+        raise ManifestError(
+            f"no graph {name!r} in this export{why}; it has {', '.join(g.name for g in graphs)}"
+        )
 
     def verify_files(self, folder: str | Path) -> None:
         """Check every artifact of the folder against its record.

@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         "at load; float32 input embedding, pool sums and logits; fastest on CPUs with AVX512-BF16/AMX), "
         "or fp16 (likewise in float16; CUDA only)",
     )
+    parser.add_argument(
+        "--onnx-graph",
+        metavar="NAME",
+        help="the exported graph the onnxruntime backend runs: a graph name of the export's manifest "
+        "(dense-fp32, sparse-int8, …; export/to_trt.py --also writes more than one). Default: the "
+        "primary graph; with --backend auto every graph is timed and the fastest kept",
+    )
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--max-points", type=int, help="larger clouds get 413 (default 2,000,000)")

@@ -25,7 +25,7 @@ import torch
 from seg3d.checkpoint import load_encoder
 from seg3d.config import ModelConfig
 from seg3d.graph_inputs import graph_form_of, graph_inputs
-from seg3d.manifest import MANIFEST_NAME, GraphForm, load_manifest
+from seg3d.manifest import MANIFEST_NAME, GraphForm, ManifestError, ServableGraph, load_manifest
 from seg3d.model import Encoder3D, TorchPrecision, labels_from_logits, spconv_available
 from seg3d.model.precision import CUDA_ONLY, HALF_DTYPES, native_bf16_cpu
 from seg3d.ort_options import disabled_optimizers, session_options
@@ -44,7 +44,9 @@ __all__ = [
     "TorchBackend",
     "choose_backend",
     "graph_form_served",
+    "label",
     "load_backend",
+    "onnx_graph_names",
     "precision_of",
 ]
 
@@ -102,33 +104,59 @@ class Backend(Protocol):
         ...
 
 
-def _recorded_graph(model_dir: Path) -> tuple[GraphForm | None, str]:
-    """The graph form (``dense`` for manifests written before the field existed) and precision the
-    export folder's manifest records; (None, ``fp32``) when the folder has no manifest."""
+def _recorded_graph(model_dir: Path, name: str | None) -> ServableGraph | None:
+    """The graph ``name`` of the export folder's manifest (None: its primary graph); None when the
+    folder has no manifest (a bare ``model.onnx``: the dense fp32 graph is assumed).
+
+    Raises:
+        BackendUnavailable: the manifest has no graph of that name (naming those it has), or a
+            name was asked of a folder without a manifest.
+    """
     if not (model_dir / MANIFEST_NAME).is_file():
-        return None, "fp32"
+        if name is not None:
+            raise BackendUnavailable(f"{model_dir} has no {MANIFEST_NAME} to find graph {name!r} in")
+        return None
     manifest = load_manifest(model_dir, verify=False)  # the service verified it on load
-    return manifest.graph.form, manifest.model.precision
+    try:
+        return manifest.servable_graph(name)
+    except ManifestError as exc:
+        raise BackendUnavailable(str(exc)) from exc
+
+
+def onnx_graph_names(model_dir: Path) -> list[str]:
+    """The names of the graphs an export folder holds, its primary first ([] without a manifest)."""
+    if not (model_dir / MANIFEST_NAME).is_file():
+        return []
+    return [g.name for g in load_manifest(model_dir, verify=False).graphs()]
 
 
 @dataclass
 class OnnxRuntimeBackend:
-    """The exported graph in ONNX Runtime, fed in the form its manifest records (``graph``)."""
+    """One exported graph in ONNX Runtime (``graph_name``: the primary or an ``--also`` variant), fed
+    in the form its manifest records (``graph``)."""
 
     session: Any
     config: ModelConfig
     device: str
     name: str = "onnxruntime"
     graph: GraphForm = "dense"
+    graph_name: str = "dense-fp32"
+    precision: str = "fp32"
+    int8_layers: int = 0
 
     @classmethod
-    def load(cls, model_dir: Path, config: ModelConfig, threads: int | None) -> OnnxRuntimeBackend:
+    def load(
+        cls, model_dir: Path, config: ModelConfig, threads: int | None, graph: str | None = None
+    ) -> OnnxRuntimeBackend:
+        """The graph called ``graph`` in the folder's manifest (None: the primary)."""
         import onnxruntime as ort
 
-        path = model_dir / "model.onnx"
+        servable = _recorded_graph(model_dir, graph)
+        path = model_dir / (servable.graph.file if servable is not None else "model.onnx")
         if not path.is_file():
             raise BackendUnavailable(f"{path} not found")
-        recorded, precision = _recorded_graph(model_dir)
+        recorded = servable.graph.form if servable is not None else None
+        precision = servable.precision if servable is not None else "fp32"
         options = session_options(threads)
         cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
         # TF32 off: fp32 parity is measured in true fp32 (ONNX Runtime on CPU); TF32 matmuls are not.
@@ -157,7 +185,16 @@ class OnnxRuntimeBackend:
                 f"{path}: the manifest records a {recorded} graph but the graph's inputs are those of "
                 f"the {form} form (re-export the model)"
             )
-        return cls(session, config, "cuda" if on_cuda else "cpu", graph=form)
+        layers = servable.graph.layers if servable is not None else {}
+        return cls(
+            session,
+            config,
+            "cuda" if on_cuda else "cpu",
+            graph=form,
+            graph_name=servable.name if servable is not None else f"{form}-fp32",
+            precision=precision,
+            int8_layers=sum(p == "int8" for p in layers.values()),
+        )
 
     def check_points(self, points: int) -> None:
         """Any number of points runs (no fixed shape range)."""
@@ -232,9 +269,21 @@ def graph_form_served(backend: Backend) -> GraphForm | None:
 
 
 def precision_of(backend: Backend, exported: str) -> str:
-    """The arithmetic precision ``backend`` runs in: a `TorchBackend`'s own (``fp32``/``bf16``), else
-    the exported graph's (``exported``, the manifest's ``model.precision``)."""
-    return backend.precision if isinstance(backend, TorchBackend) else exported
+    """The arithmetic precision ``backend`` runs in: a `TorchBackend`'s own (``fp32``/``bf16``/
+    ``fp16``), the graph's an `OnnxRuntimeBackend` runs, else the primary graph's (``exported``, the
+    manifest's ``model.precision``: the TensorRT engine is built from it)."""
+    if isinstance(backend, TorchBackend | OnnxRuntimeBackend):
+        return backend.precision
+    return exported
+
+
+def label(backend: Backend) -> str:
+    """A backend as logs and timings name it: ``onnxruntime[sparse-int8]``, ``torch[bf16]``."""
+    if isinstance(backend, OnnxRuntimeBackend):
+        return f"{backend.name}[{backend.graph_name}]"
+    if isinstance(backend, TorchBackend) and backend.name == "torch":
+        return f"torch[{backend.precision}]"
+    return backend.name
 
 
 def _half_summary(model: Encoder3D, precision: TorchPrecision, device: str) -> str:
@@ -428,8 +477,10 @@ def load_backend(
     config: ModelConfig,
     threads: int | None = None,
     torch_precision: TorchPrecision = "fp32",
+    onnx_graph: str | None = None,
 ) -> Backend:
-    """Load backend ``name`` (``torch_precision``: the ``torch`` backend's, see `TorchBackend`).
+    """Load backend ``name`` (``torch_precision``: the ``torch`` backend's, see `TorchBackend`;
+    ``onnx_graph``: the graph ``onnxruntime`` runs, default the export's primary).
 
     Raises:
         BackendUnavailable: it cannot run with this install or device, or its file is absent.
@@ -438,7 +489,7 @@ def load_backend(
     if name == "tensorrt":
         return TensorRTBackend.load(model_dir, config)
     if name == "onnxruntime":
-        return OnnxRuntimeBackend.load(model_dir, config, threads)
+        return OnnxRuntimeBackend.load(model_dir, config, threads, onnx_graph)
     if name == "torch":
         return TorchBackend.load(model_dir, config, "torch", torch_precision)
     if name == "spconv":
@@ -453,9 +504,11 @@ def choose_backend(
     threads: int | None = None,
     probe: EncoderInputs | None = None,
     torch_precision: TorchPrecision = "fp32",
+    onnx_graph: str | None = None,
 ) -> Backend:
     """The requested backend; for ``auto`` the fastest that runs here (the ``torch`` candidate in
-    ``torch_precision``).
+    ``torch_precision``; the ``onnxruntime`` candidates every graph of the export, each of which
+    passed its parity gate at export, unless ``onnx_graph`` names one).
 
     ``auto`` loads every backend of `ORDER` that can run with this install, model folder and
     device, times each on ``probe`` (a prepared warm-up cloud; two runs, the second counts) and
@@ -463,14 +516,20 @@ def choose_backend(
     takes the first that loads.
     """
     if requested != "auto":
-        return load_backend(requested, model_dir, config, threads, torch_precision)
+        return load_backend(requested, model_dir, config, threads, torch_precision, onnx_graph)
     reasons: list[str] = []
     loaded: list[Backend] = []
     for name in ORDER:
-        try:
-            loaded.append(load_backend(name, model_dir, config, threads, torch_precision))
-        except BackendUnavailable as exc:
-            reasons.append(f"{name}: {exc}")
+        graphs: list[str | None] = [onnx_graph]
+        if name == "onnxruntime" and onnx_graph is None and probe is not None:
+            graphs = [*onnx_graph_names(model_dir)] or [None]
+        for graph in graphs:
+            try:
+                loaded.append(load_backend(name, model_dir, config, threads, torch_precision, graph))
+            except BackendUnavailable as exc:
+                reasons.append(
+                    f"{name}[{graph}]: {exc}" if name == "onnxruntime" and graph else f"{name}: {exc}"
+                )
         if loaded and probe is None:
             break
     if not loaded:
@@ -481,12 +540,12 @@ def choose_backend(
             backend.predict(probe)
             start = time.perf_counter()
             backend.predict(probe)
-            timings[backend.name] = (time.perf_counter() - start) * 1e3
-    best = min(loaded, key=lambda b: timings.get(b.name, 0.0))
+            timings[label(backend)] = (time.perf_counter() - start) * 1e3
+    best = min(loaded, key=lambda b: timings.get(label(b), 0.0))
     measured = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items()) or "not measured"
     log.info(
         "backend auto -> %s on %s (warm-up timings: %s; unavailable: %s)",
-        best.name,
+        label(best),
         best.device,
         measured,
         "; ".join(reasons) or "none",

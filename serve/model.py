@@ -19,10 +19,10 @@ from enum import Enum
 
 import torch
 
-from seg3d.manifest import ExportManifest, load_manifest
+from seg3d.manifest import ExportManifest, ServableGraph, load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import synthetic_sweep
-from serve.backends import choose_backend, graph_form_served, precision_of
+from serve.backends import OnnxRuntimeBackend, choose_backend, graph_form_served, precision_of
 from serve.metrics import Metrics
 from serve.segmenter import Segmenter
 from serve.settings import ServeSettings
@@ -62,6 +62,21 @@ class LoadedModel:
         """The form of the exported graph served (``dense``/``sparse``); None on a torch backend."""
         return graph_form_served(self.segmenter.backend)
 
+    @property
+    def graph_served(self) -> ServableGraph | None:
+        """The exported graph served: the one an ONNX Runtime backend runs, the primary for a
+        TensorRT engine (built from it); None on a torch backend."""
+        backend = self.segmenter.backend
+        if isinstance(backend, OnnxRuntimeBackend):
+            return self.manifest.servable_graph(backend.graph_name)
+        return self.manifest.graphs()[0] if self.graph_form is not None else None
+
+    @property
+    def int8_layers(self) -> int:
+        """Layers of the served graph that run in int8 (0 on a torch backend)."""
+        graph = self.graph_served
+        return 0 if graph is None else sum(p == "int8" for p in graph.graph.layers.values())
+
 
 def _describe(exc: BaseException, folder: object) -> str:
     """One line: the message of our own errors (they name their file), else the type and message,
@@ -92,7 +107,13 @@ def load_model(settings: ServeSettings) -> LoadedModel:
             else None
         )
         backend = choose_backend(
-            settings.backend, folder, config, settings.threads, probe, settings.torch_precision
+            settings.backend,
+            folder,
+            config,
+            settings.threads,
+            probe,
+            settings.torch_precision,
+            settings.onnx_graph,
         )
     except Exception as exc:
         raise ModelLoadError(_describe(exc, folder)) from exc

@@ -36,6 +36,12 @@ class ServeSettings(BaseSettings):
         "(weights stored in bf16 at load; float32 input embedding, pool sums and logits), or fp16 "
         "(likewise in float16; CUDA only)",
     )
+    onnx_graph: str | None = Field(
+        None,
+        description="the exported graph the onnxruntime backend runs, by its manifest name (dense-fp32, "
+        "sparse-int8, …: the primary and export's --also variants); default the primary, and with "
+        "backend auto every graph of the export is timed",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_points: int = Field(2_000_000, ge=1, description="larger clouds get 413")

@@ -69,9 +69,8 @@ async def model_metadata(name: str, model: Model, state: State) -> dict[str, Any
         "device": backend.device,
         "precision": model.precision,
         "graph_form": model.graph_form,
-        "int8_layers": sum(p == "int8" for p in model.manifest.graph.layers.values())
-        if model.graph_form is not None
-        else 0,
+        "graph": None if model.graph_served is None else model.graph_served.name,
+        "int8_layers": model.int8_layers,
         "classes": model.manifest.classes.names,
         "formats": {f.value: f.description for f in PointFormat},
         "max_points": state.settings.max_points,

@@ -111,3 +111,36 @@ def test_the_bundled_model_verifies() -> None:
     folder = Path(__file__).resolve().parents[2] / "models" / "demo"
     manifest = load_manifest(folder)
     assert manifest.files["model.onnx"].bytes == (folder / "model.onnx").stat().st_size
+
+
+def _with_variant(manifest: ExportManifest, **changes: object) -> dict[str, object]:
+    """The manifest as data with one ``--also`` variant (a sparse fp32 graph in ``model.v.onnx``)."""
+    data = manifest.model_dump(mode="json", by_alias=True)
+    graph = {**data["graph"], "file": "model.v.onnx", "form": "sparse"}
+    variant = {"name": "sparse-fp32", "precision": "fp32", "graph": graph, "parity": data["parity"]}
+    data["variants"] = [{**variant, **changes}]
+    data["files"]["model.v.onnx"] = data["files"]["model.onnx"]
+    return data
+
+
+def test_variants_are_named_for_their_graph_and_need_a_file_record(legacy_folder: Path) -> None:
+    manifest = load_manifest(legacy_folder)
+    assert manifest.variants == [] and [g.name for g in manifest.graphs()] == ["dense-fp32"]
+    ok = ExportManifest.model_validate(_with_variant(manifest))
+    assert [(g.name, g.primary) for g in ok.graphs()] == [("dense-fp32", True), ("sparse-fp32", False)]
+    assert ok.servable_graph(None).name == "dense-fp32"
+    assert ok.servable_graph("sparse-fp32").graph.file == "model.v.onnx"
+    with pytest.raises(ManifestError, match="no graph 'sparse-int8' in this export; it has dense-fp32, sparse-fp32"):
+        ok.servable_graph("sparse-int8")
+    with pytest.raises(ValueError, match="is a sparse fp32 graph"):
+        ExportManifest.model_validate(_with_variant(manifest, name="sparse-int8"))
+    with pytest.raises(ValueError, match="graph names repeat"):
+        ExportManifest.model_validate(
+            _with_variant(
+                manifest, name="dense-fp32", graph={**manifest.model_dump()["graph"], "file": "model.v.onnx"}
+            )
+        )
+    unrecorded = _with_variant(manifest)
+    del unrecorded["files"]["model.v.onnx"]  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"variant graph 'model\.v\.onnx' has no file record"):
+        ExportManifest.model_validate(unrecorded)

@@ -10,7 +10,7 @@ import pytest
 
 from seg3d.manifest import load_manifest
 from seg3d.preprocess import prepare_inputs
-from serve.backends import BackendUnavailable, choose_backend, load_backend
+from serve.backends import BackendUnavailable, choose_backend, label, load_backend
 from serve.segmenter import Segmenter
 
 
@@ -36,10 +36,11 @@ def test_auto_measures_and_keeps_the_fastest(tiny_export: Path, nuscenes_scans, 
         backend = choose_backend("auto", tiny_export, config, probe=probe)
     line = next(r.getMessage() for r in caplog.records if "backend auto ->" in r.getMessage())
     assert "tensorrt: " in line and "model.engine not found" in line  # skipped, with the reason
-    timings = dict(re.findall(r"(onnxruntime|torch|spconv) (\d+) ms", line))
-    assert {"onnxruntime", "torch"} <= set(timings)
+    # each candidate by its label: the graph an onnxruntime candidate runs, a torch one's precision
+    timings = dict(re.findall(r"((?:onnxruntime|torch)\[[\w-]+\]|spconv) (\d+) ms", line))
+    assert {"onnxruntime[dense-fp32]", "torch[fp32]", "spconv"} <= set(timings)
     fastest = min(timings, key=lambda name: int(timings[name]))
-    assert backend.name == fastest or int(timings[backend.name]) == int(timings[fastest])
+    assert label(backend) == fastest or int(timings[label(backend)]) == int(timings[fastest])
 
 
 def test_auto_without_probe_takes_the_first_that_loads(tiny_export: Path) -> None:
