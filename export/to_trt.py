@@ -46,6 +46,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import onnx
 import torch
 
@@ -350,6 +352,7 @@ def _parity_gate(
     scans: tuple[list[RealScan], str],
     what: str = "",
     graph: GraphForm = "dense",
+    reference_logits: dict[str, npt.NDArray[np.float32]] | None = None,
 ) -> ParityReport:
     """Run ``session`` (ONNX Runtime, or the engine behind the same ``run`` interface) against the
     spconv reference on ``scans`` (the clouds and their source, `_parity_scans`); `CheckFailed`
@@ -357,7 +360,9 @@ def _parity_gate(
     clouds, source = scans
     reference = Encoder3D(config, "spconv")
     reference.load_state_dict(model.state_dict())
-    results = run_parity(session, reference.eval(), config, clouds, graph=graph)
+    results = run_parity(
+        session, reference.eval(), config, clouds, graph=graph, reference_logits=reference_logits
+    )
     worst = min(r.argmax_agreement for r in results)
     threshold = PARITY_THRESHOLD[precision]
     for r in results:
@@ -387,10 +392,13 @@ def _check_parity(
     precision: Precision,
     scans: tuple[list[RealScan], str],
     graph: GraphForm = "dense",
+    reference_logits: dict[str, npt.NDArray[np.float32]] | None = None,
 ) -> ParityReport:
     runtime = "onnxruntime CPUExecutionProvider"
     session = ort_session(onnx_bytes, precision=precision)
-    return _parity_gate(session, runtime, model, config, precision, scans, graph=graph)
+    return _parity_gate(
+        session, runtime, model, config, precision, scans, graph=graph, reference_logits=reference_logits
+    )
 
 
 def _check_engine_parity(
@@ -401,6 +409,7 @@ def _check_engine_parity(
     precision: Precision,
     scans: tuple[list[RealScan], str],
     graph: GraphForm = "dense",
+    reference_logits: dict[str, npt.NDArray[np.float32]] | None = None,
 ) -> EngineInfo:
     """The ONNX parity gate, same scans and thresholds, on the built engine: TensorRT may pick
     other kernels (and TF32 or fp16 accumulation) than ONNX Runtime on CPU. A failing engine is
@@ -408,7 +417,9 @@ def _check_engine_parity(
     session = engine_session(folder, config)
     runtime = session.description + (" (TF32 off)" if precision == "fp32" else "")
     try:
-        report = _parity_gate(session, runtime, model, config, precision, scans, what="engine ", graph=graph)
+        report = _parity_gate(
+            session, runtime, model, config, precision, scans, "engine ", graph, reference_logits
+        )
     except CheckFailed:
         (folder / engine.file).unlink(missing_ok=True)
         raise
@@ -529,6 +540,7 @@ def _variants(
     args: argparse.Namespace,
     scans: tuple[list[RealScan], str] | None,
     staging: Path,
+    reference_logits: dict[str, npt.NDArray[np.float32]],
 ) -> tuple[list[GraphVariant], list[RefusedVariant]]:
     """The ``--also`` graphs, each written to ``staging`` only when its parity gate passes (or is
     skipped, as the primary's is); the refused ones with the gate's reason."""
@@ -541,7 +553,7 @@ def _variants(
         data = graph.SerializeToString()
         try:
             parity = (
-                _check_parity(model, config, data, precision, scans, form)
+                _check_parity(model, config, data, precision, scans, form, reference_logits)
                 if scans is not None
                 else ParityReport(status="skipped", reason=_parity_skip_reason(args))
             )
@@ -606,12 +618,13 @@ def export(args: argparse.Namespace) -> Path:
             staging / "encoder3d.pt", Checkpoint(mode=mode, model_config=config, state_dict=weights)
         )
         print(f"wrote graph: {len(graph.graph.node)} nodes, ops {', '.join(op_types)}")
+        reference_logits: dict[str, npt.NDArray[np.float32]] = {}  # the spconv reference runs once per scan
         parity = (
-            _check_parity(model, config, onnx_bytes, args.precision, scans, form)
+            _check_parity(model, config, onnx_bytes, args.precision, scans, form, reference_logits)
             if scans is not None
             else ParityReport(status="skipped", reason=skip_reason)
         )
-        variants, refused = _variants(also, folded, model, config, args, scans, staging)
+        variants, refused = _variants(also, folded, model, config, args, scans, staging, reference_logits)
         engine = None
         ok, why = tensorrt_status()
         if args.onnx_only:
@@ -619,7 +632,9 @@ def export(args: argparse.Namespace) -> Path:
         elif ok:
             engine = _engine(onnx_path, staging / "model.engine", graph, config, args, args.precision)
             if scans is not None:
-                engine = _check_engine_parity(staging, engine, model, config, args.precision, scans, form)
+                engine = _check_engine_parity(
+                    staging, engine, model, config, args.precision, scans, form, reference_logits
+                )
         else:
             print(
                 f"no TensorRT engine: {why}. On a GPU host with TensorRT run:\n"

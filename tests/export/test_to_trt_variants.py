@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 import export.to_trt as to_trt
 from seg3d.manifest import ArtifactError, ManifestError, load_manifest
+from seg3d.model import Encoder3D
 from seg3d.scans import real_data_dir
 from serve.app import create_app
 from serve.backends import BackendUnavailable, OnnxRuntimeBackend, choose_backend, load_backend
@@ -41,7 +42,15 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp / "demo"
     args = ["--checkpoint", str(DEMO), "--out", str(out), "--onnx-only"]
     args += ["--also", "sparse:fp32", "--also", "sparse:int8", "--calibrate", str(corner)]
-    assert to_trt.main(args) == 0  # the primary passed; a refused variant does not fail the export
+    calls: list[int] = []
+    spconv_forward = Encoder3D._forward_spconv
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            Encoder3D, "_forward_spconv", lambda self, i: calls.append(1) or spconv_forward(self, i)
+        )
+        assert to_trt.main(args) == 0  # the primary passed; a refused variant does not fail the export
+    # three gates (primary, two variants), one spconv reference run per parity scan
+    assert len(calls) == len(load_manifest(out).parity.scans) > 0
     return out
 
 
