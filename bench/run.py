@@ -1,24 +1,40 @@
-"""Every backend side by side, in one process, on the same weights and real scans.
+"""Every way to run the encoder side by side, in one run, on the same weights and real scans.
 
-    python bench/run.py                                   # nuscenes_full + tiny; ~10 min on 2 CPU cores
-    python bench/run.py --configs tiny --iterations 2     # quick
+    python bench/run.py --full-checkpoint runs/full-synthetic/best.pt \\
+        --calibrate /data/nuscenes/sweeps/LIDAR_TOP   # the issue's table: ~30 min on 2 idle cores
+    python bench/run.py --models demo --iterations 1 --warmup 0   # quick
 
-For each config a random-init model is exported (export/to_trt.py, --onnx-only). Then:
-1. In process, per backend and real scan (nuScenes sweeps, KITTI scans): p50/p95 of each stage of a
-   request (parse, preprocess, inference, postprocess) and of the total. The `spconv` reference
-   runs with ONE torch thread throughout, which is how its CPU build gives correct results; the
-   others use every core.
-2. Through a real uvicorn server: `--http-clients` concurrent clients send a real sweep; client-side
-   end-to-end p50/p95, throughput, and the server's peak resident memory sampled every 20 ms. This
-   is done for the spconv reference and for the fastest in-process backend.
-Results go to bench/results/<machine>.md and .json, with ratios to the spconv reference and the
-Performance issue's targets.
+Models (--models): ``full`` is nuscenes_full with the trained weights of --full-checkpoint (random
+init without it), ``demo`` the bundled demo model (config tiny, --demo-checkpoint). Each is exported
+with export/to_trt.py (ONNX only) as the dense fp32 graph, the sparse fp32 graph and, with trained
+weights and --calibrate, the sparse int8 graph. Trained weights go through the real parity gate
+against the spconv reference; a graph it refuses is reported as refused, not run. Random-init
+exports skip the gate (their near-tied logits say nothing about a graph), and int8 is not run.
+
+Rows, per model: ``spconv`` (the reference, ONE torch thread: its CPU build is only correct
+single-threaded), ``torch fp32`` and ``torch bf16`` (the table encoder, present taps), ``onnxruntime
+dense fp32``, ``onnxruntime sparse fp32`` and ``onnxruntime sparse int8``; the others use every core.
+
+1. In process, per row and real scan (nuScenes sweeps, KITTI scans): p50/p95 of each stage of a
+   request through `serve.segmenter.Segmenter` (parse, preprocess, inference, postprocess) and of
+   the total.
+2. Multiply-adds of one forward pass per scan (`seg3d.model.cost.multiply_adds`): all 27 taps per
+   voxel for the dense graph, the centre tap plus the present neighbour pairs for the others, with
+   each row's own schedule of the linear layers. Achieved GFLOP/s = 2 × MACs / inference p50, beside
+   this CPU's peak measured in the same run: a 16384×256 @ 256×256 MatMul in torch fp32 (every
+   thread and one), torch bf16 and ONNX Runtime fp32.
+3. Through a real uvicorn server: --http-clients concurrent clients (8) send a real sweep;
+   client-side end-to-end p50/p95, throughput, and the server's peak resident memory sampled every
+   20 ms; for the spconv reference and for the fastest in-process row.
+Results go to bench/results/<machine>.md and .json, with the Performance issue's targets.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import resource
 import statistics
@@ -26,9 +42,11 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -36,19 +54,25 @@ import psutil
 import torch
 
 import export.to_trt as to_trt
+from seg3d.config import ModelConfig, bundled_configs, load_config
 from seg3d.io import write_atomic
 from seg3d.manifest import load_manifest
+from seg3d.model.cost import ConvForm, Schedule, multiply_adds, present_taps
+from seg3d.model.precision import TorchPrecision
+from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan, real_scans
 from seg3d.sysinfo import machine_info, machine_slug
-from serve.backends import ORDER, BackendUnavailable, load_backend
+from serve.backends import BackendLoadError, BackendUnavailable, load_backend
 from serve.local import start_local_server
 from serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = tuple(reversed(ORDER))  # the spconv reference first, the fastest candidates last
 STAGES = ("parse", "preprocess", "inference", "postprocess")
 FORMAT = {"nuscenes": "nuscenes", "kitti": "kitti", "semantickitti": "kitti"}
 TARGETS = {
+    "full_end_to_end_ms_max": 250.0,
+    "full_throughput_rps_min": 4.0,
+    "demo_end_to_end_ms_max": 25.0,
     "cpu_speedup_vs_spconv": 2.0,
     "overhead_share_max": 0.10,
     "server_rss_gib_max": 3.0,
@@ -56,19 +80,285 @@ TARGETS = {
     "gpu_preprocess_ms_max": 2.0,
     "gpu_end_to_end_ms_max": 25.0,
 }
+#: The MatMul of the peak measurement: (M, K) @ (K, N).
+PEAK_SHAPE = (16384, 256, 256)
+
+
+class ModelSpec(NamedTuple):
+    """A model of the run: its bundled config and where its weights come from."""
+
+    name: str
+    config: str
+    checkpoint: Path | None  # None: random init
+
+
+class Export(NamedTuple):
+    """One exported graph of a model: a folder of export/to_trt.py."""
+
+    key: str
+    form: str
+    precision: str
+
+
+EXPORTS = (Export("dense-fp32", "dense", "fp32"), Export("sparse-fp32", "sparse", "fp32"))
+INT8_EXPORT = Export("sparse-int8", "sparse", "int8")
+
+
+class Row(NamedTuple):
+    """A backend with its precision or graph: one line of the table.
+
+    ``export``: the folder it runs (None: the PyTorch backends, which read the checkpoint any
+    export folder holds). ``form``/``schedule``: its multiply-adds (`seg3d.model.cost`); ``peak``:
+    the MatMul peak it is compared with."""
+
+    name: str
+    backend: str
+    export: str | None
+    form: ConvForm
+    schedule: Schedule
+    peak: str
+    torch_precision: TorchPrecision = "fp32"
+
+    @property
+    def server_args(self) -> list[str]:
+        return ["--torch-precision", self.torch_precision] if self.backend == "torch" else []
+
+
+ROWS = (
+    Row("spconv", "spconv", None, "sparse", "spconv", "torch fp32, 1 thread"),
+    Row("torch fp32", "torch", None, "sparse", "table", "torch fp32"),
+    Row("torch bf16", "torch", None, "sparse", "table", "torch bf16", "bf16"),
+    Row("onnxruntime dense fp32", "onnxruntime", "dense-fp32", "dense", "graph", "onnxruntime fp32"),
+    Row("onnxruntime sparse fp32", "onnxruntime", "sparse-fp32", "sparse", "graph", "onnxruntime fp32"),
+    Row("onnxruntime sparse int8", "onnxruntime", "sparse-int8", "sparse", "graph", "onnxruntime fp32"),
+)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (reports read the same on every clone)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
 def _p(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def export_model(config: str, out: Path) -> Path:
-    code = to_trt.main(
-        ["--config", config, "--random-init", "--out", str(out), "--skip-parity", "--onnx-only"]
-    )
+# -- exports -------------------------------------------------------------------------------------
+
+
+class _Tee(io.TextIOBase):
+    """Writes to a stream and keeps a copy (export's error lines become the rows' reasons)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+        self.copy = io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return self.copy.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+
+def _to_trt(argv: list[str]) -> tuple[int, str]:
+    """export/to_trt.py's exit code and its last ``error:`` line."""
+    tee = _Tee(sys.stderr)
+    with contextlib.redirect_stderr(tee):
+        code = to_trt.main(argv)
+    errors = [
+        line[len("error: ") :] for line in tee.copy.getvalue().splitlines() if line.startswith("error: ")
+    ]
+    return code, errors[-1] if errors else ""
+
+
+def export_variant(model: ModelSpec, variant: Export, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Export one graph of ``model`` into ``out``; the result says what ran and what the gate said."""
+    result: dict[str, Any] = {"form": variant.form, "precision": variant.precision}
+    argv = ["--out", str(out), "--onnx-only", "--graph", variant.form, "--precision", variant.precision]
+    if model.checkpoint is None:
+        argv += ["--config", model.config, "--random-init", "--skip-parity"]
+        result["parity"] = "skipped (random init)"
+    else:  # the checkpoint's own config
+        argv += ["--checkpoint", str(model.checkpoint)]
+    if variant.precision == "int8":
+        argv += ["--calibrate", *map(str, args.calibrate)]
+        argv += ["--calibrate-clouds", str(args.calibrate_clouds), "--int8-target", str(args.int8_target)]
+    print(f"  export {variant.key}: export/to_trt.py {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    try:
+        code, error = _to_trt(argv)
+    except Exception as exc:  # an export bug is one failed row, not a lost run
+        traceback.print_exc()
+        code, error = 1, f"{type(exc).__name__}: {exc}"
+    result["export_s"] = round(time.perf_counter() - start, 1)
+    result["exit_code"] = code
+    if code == 3:
+        result["refused"] = (
+            f"refused by the gate (exit 3): {error}" if error else "refused by the gate (exit 3)"
+        )
+        return result
     if code:
-        raise RuntimeError(f"export of {config} failed with exit code {code}")
-    return out
+        result["failed"] = (
+            f"export failed (exit {code}): {error}" if error else f"export failed (exit {code})"
+        )
+        return result
+    manifest = load_manifest(out)
+    result["dir"] = str(out)
+    result["parity"] = manifest.parity.status if model.checkpoint is not None else result["parity"]
+    result["min_agreement"] = manifest.parity.min_argmax_agreement
+    layers = manifest.graph.layers
+    result["int8_layers"] = sum(p == "int8" for p in layers.values())
+    result["layers"] = len(layers)
+    return result
+
+
+def int8_not_run(model: ModelSpec, args: argparse.Namespace) -> str | None:
+    """Why the int8 graph of ``model`` is not exported in this run (None: it is)."""
+    needs = []
+    if model.checkpoint is None:
+        flag = {"full": "--full-checkpoint", "demo": "--demo-checkpoint"}.get(model.name, "a checkpoint")
+        needs.append(f"{flag} (trained weights: random-init logits are near-tied)")
+    if not args.calibrate:
+        needs.append("--calibrate (real sweeps of the deployed sensor)")
+    return f"not run: needs {' and '.join(needs)}" if needs else None
+
+
+def export_all(model: ModelSpec, folder: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every graph of ``model`` (int8 where it can be calibrated), each in its own folder."""
+    exports = {v.key: export_variant(model, v, folder / v.key, args) for v in EXPORTS}
+    reason = int8_not_run(model, args)
+    if reason:
+        exports[INT8_EXPORT.key] = {"form": "sparse", "precision": "int8", "not_run": reason}
+    else:
+        exports[INT8_EXPORT.key] = export_variant(model, INT8_EXPORT, folder / INT8_EXPORT.key, args)
+    if not any("dir" in e for e in exports.values()):
+        # every graph refused: the PyTorch rows still need a folder with the checkpoint
+        print("  every graph was refused; exporting the weights once more, ungated, for torch/spconv")
+        ungated = ["--out", str(folder / "weights"), "--onnx-only", "--skip-parity"]
+        ungated += (
+            ["--checkpoint", str(model.checkpoint)]
+            if model.checkpoint
+            else ["--config", model.config, "--random-init"]
+        )
+        code, error = _to_trt(ungated)
+        exports["weights"] = {"dir": str(folder / "weights")} if code == 0 else {"failed": error}
+    return exports
+
+
+def row_folder(row: Row, exports: dict[str, dict[str, Any]]) -> tuple[Path | None, str]:
+    """The export folder ``row`` runs, or None and why not."""
+    if row.export is None:  # the PyTorch backends read the checkpoint of any export folder
+        folder = next((e["dir"] for e in exports.values() if "dir" in e), None)
+        return (Path(folder), "") if folder else (None, "no export folder holds the weights")
+    export = exports[row.export]
+    if "dir" in export:
+        return Path(export["dir"]), ""
+    return None, export.get("not_run") or export.get("refused") or export.get("failed", "not exported")
+
+
+# -- peak ----------------------------------------------------------------------------------------
+
+
+def _best_of(run: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """(best, median) seconds of ``run`` over ``repeats`` timed calls after two untimed ones."""
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def measure_peak(repeats: int) -> dict[str, dict[str, Any]]:
+    """GFLOP/s of a ``16384×256 @ 256×256`` MatMul in torch fp32 (every thread, then one), torch
+    bf16 and ONNX Runtime fp32 (a one-node graph): the best and the median of ``repeats`` runs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.onnx_graph import IR_VERSION, OPSET
+    from seg3d.ort_options import session_options
+
+    m, k, n = PEAK_SHAPE
+    flops = 2 * m * k * n
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn((m, k), generator=generator)
+    b = torch.randn((k, n), generator=generator)
+    threads = torch.get_num_threads()
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, run: Callable[[], object], used: int) -> None:
+        best, median = _best_of(run, repeats)
+        results[name] = {
+            "gflops": flops / best / 1e9,
+            "median_gflops": flops / median / 1e9,
+            "threads": used,
+        }
+        print(f"  peak {name}: {results[name]['gflops']:.1f} GFLOP/s", flush=True)
+
+    with torch.inference_mode():
+        record("torch fp32", lambda: a @ b, threads)
+        torch.set_num_threads(1)
+        try:
+            record("torch fp32, 1 thread", lambda: a @ b, 1)
+        finally:
+            torch.set_num_threads(threads)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        record("torch bf16", lambda: a16 @ b16, threads)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "peak",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
+        [numpy_helper.from_array(b.numpy(), "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(
+        model.SerializeToString(), session_options(None), providers=["CPUExecutionProvider"]
+    )
+    feeds = {"a": a.numpy()}
+    record("onnxruntime fp32", lambda: session.run(["c"], feeds), threads)
+    return results
+
+
+# -- multiply-adds -------------------------------------------------------------------------------
+
+
+def count_macs(config: ModelConfig, scans: list[RealScan]) -> dict[str, Any]:
+    """Per scan: the multiply-adds of each row's forward pass, the dense and present-tap forms by
+    part, and the voxel and present-tap counts behind them."""
+    forms: set[tuple[ConvForm, Schedule]] = {(row.form, row.schedule) for row in ROWS}
+    forms |= {("dense", "table"), ("sparse", "table")}
+    per_scan: dict[str, Any] = {}
+    for scan in scans:
+        points = scan.points[crop_mask(scan.points[:, :3], config.grid)]
+        inputs = prepare_inputs(points, config)
+        counts = {f: multiply_adds(inputs, config, *f) for f in sorted(forms)}
+        levels = {s: inputs.conv[s].neighbours for s in sorted(inputs.conv)}
+        per_scan[scan.name] = {
+            "points_in_crop": inputs.num_points,
+            "voxels": {str(s): int(t.shape[0]) for s, t in levels.items()},
+            "present_taps_per_voxel": {
+                str(s): present_taps(t) / max(1, t.shape[0]) for s, t in levels.items()
+            },
+            "dense": counts[("dense", "table")].as_dict(),
+            "sparse": counts[("sparse", "table")].as_dict(),
+            "rows": {row.name: counts[(row.form, row.schedule)].total for row in ROWS},
+        }
+    return per_scan
+
+
+# -- timing --------------------------------------------------------------------------------------
 
 
 def time_requests(segmenter: Segmenter, raw: bytes, fmt: str, iterations: int, warmup: int) -> dict[str, Any]:
@@ -83,19 +373,20 @@ def time_requests(segmenter: Segmenter, raw: bytes, fmt: str, iterations: int, w
     return {s: {"p50": statistics.median(v), "p95": _p(v, 95)} for s, v in stages.items() if v}
 
 
-def bench_in_process(model_dir: Path, scans: list[RealScan], iterations: int, warmup: int) -> dict[str, Any]:
+def bench_row(
+    row: Row, model_dir: Path, scans: list[RealScan], iterations: int, warmup: int
+) -> dict[str, Any]:
+    """One row in process: every stage of a request on every scan."""
     config = load_manifest(model_dir).config
-    results: dict[str, Any] = {}
     default_threads = torch.get_num_threads()
-    for name in BACKENDS:
-        try:
-            backend = load_backend(name, model_dir, config)
-        except BackendUnavailable as exc:
-            results[name] = {"available": False, "reason": str(exc)}
-            print(f"  {name}: unavailable ({exc})", flush=True)
-            continue
-        threads = 1 if name == "spconv" and backend.device == "cpu" else default_threads
-        torch.set_num_threads(threads)
+    try:
+        backend = load_backend(row.backend, model_dir, config, torch_precision=row.torch_precision)
+    except (BackendUnavailable, BackendLoadError) as exc:
+        print(f"  {row.name}: unavailable ({exc})", flush=True)
+        return {"available": False, "reason": f"unavailable: {exc}"}
+    threads = 1 if row.backend == "spconv" and backend.device == "cpu" else default_threads
+    torch.set_num_threads(threads)
+    try:
         segmenter = Segmenter(config, backend, 10_000_000)
         per_scan = {}
         for scan in scans:
@@ -103,19 +394,32 @@ def bench_in_process(model_dir: Path, scans: list[RealScan], iterations: int, wa
                 segmenter, scan.path.read_bytes(), FORMAT[scan.kind], iterations, warmup
             )
             print(
-                f"  {name:<12} {scan.name:<80} total p50 {per_scan[scan.name]['total']['p50']:8.1f} ms",
+                f"  {row.name:<24} {scan.name[-40:]:<40} total p50 {per_scan[scan.name]['total']['p50']:8.1f} ms",
                 flush=True,
             )
+    finally:
         torch.set_num_threads(default_threads)
-        results[name] = {
-            "available": True,
-            "device": backend.device,
-            "torch_threads": threads,
-            "scans": per_scan,
-            "process_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        }
-        del backend, segmenter
-    return results
+    return {
+        "available": True,
+        "backend": row.backend,
+        "device": backend.device,
+        "torch_threads": threads,
+        "model_dir": str(model_dir),
+        "scans": per_scan,
+        "process_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def add_rates(result: dict[str, Any], row: Row, macs: dict[str, Any], peak: dict[str, Any]) -> None:
+    """Per scan (``result["rates"]``): the row's multiply-adds, achieved GFLOP/s (2 × MACs /
+    inference p50) and their share of the row's MatMul peak."""
+    result["peak"] = row.peak
+    result["rates"] = {}
+    for name, stages in result["scans"].items():
+        count = macs[name]["rows"][row.name]
+        gflops = 2 * count / (stages["inference"]["p50"] / 1e3) / 1e9
+        share = gflops / peak[row.peak]["gflops"] if row.peak in peak else None
+        result["rates"][name] = {"macs": count, "gflops": gflops, "peak_share": share}
 
 
 def bench_http(
@@ -201,90 +505,274 @@ def bench_http(
     }
 
 
+def _nuscenes(scans: dict[str, Any]) -> dict[str, Any]:
+    """The nuScenes sweeps of a row's per-scan results (every scan when there are none)."""
+    picked = {n: s for n, s in scans.items() if n.startswith("nuscenes/")}
+    return picked or scans
+
+
+def typical_total_ms(result: dict[str, Any]) -> float:
+    """A row's median total p50 over the nuScenes sweeps: what "fastest" compares."""
+    return float(statistics.median(s["total"]["p50"] for s in _nuscenes(result["scans"]).values()))
+
+
+def fastest_row(rows: dict[str, Any], exclude: tuple[str, ...] = ("spconv",)) -> str | None:
+    timed = {n: r for n, r in rows.items() if r.get("available") and n not in exclude}
+    return min(timed, key=lambda n: typical_total_ms(timed[n])) if timed else None
+
+
+def bench_model(
+    model: ModelSpec,
+    folder: Path,
+    scans: list[RealScan],
+    peak: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Exports, MACs, every row in process, then HTTP for the reference and the fastest row."""
+    print(f"== {model.name} ({model.config}, {model.checkpoint or 'random init'})", flush=True)
+    exports = export_all(model, folder, args)
+    exported = next((Path(e["dir"]) for e in exports.values() if "dir" in e), None)
+    config = load_manifest(exported).config if exported else load_config(model.config)
+    macs = count_macs(config, scans)
+    rows: dict[str, Any] = {}
+    for row in ROWS:
+        model_dir, reason = row_folder(row, exports)
+        if model_dir is None:
+            print(f"  {row.name}: {reason}", flush=True)
+            rows[row.name] = {"available": False, "reason": reason}
+            continue
+        rows[row.name] = bench_row(row, model_dir, scans, args.iterations, args.warmup)
+        if rows[row.name]["available"]:
+            add_rates(rows[row.name], row, macs, peak)
+    section: dict[str, Any] = {
+        "config": config.name,
+        "weights": _shown(model.checkpoint) if model.checkpoint else "random init (seed 0)",
+        "exports": exports,
+        "macs": macs,
+        "rows": rows,
+        "http": [],
+    }
+    if args.no_http:
+        return section
+    by_name = {row.name: row for row in ROWS}
+    runs: list[tuple[Row, int | None]] = []
+    if rows["spconv"].get("available"):
+        runs.append((by_name["spconv"], 1))
+    fastest = fastest_row(rows)
+    if fastest is not None:
+        runs.append((by_name[fastest], None))
+    sweep = next((s for s in scans if s.kind == "nuscenes"), scans[0]).path.read_bytes()
+    for row, threads in runs:
+        print(f"  http {row.name} ({args.http_clients} clients)", flush=True)
+        result = bench_http(
+            Path(rows[row.name]["model_dir"]),
+            row.backend,
+            threads,
+            sweep,
+            args.http_clients,
+            args.http_requests,
+            row.server_args,
+        )
+        section["http"].append({"row": row.name, **result})
+    return section
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _export_line(key: str, export: dict[str, Any]) -> str:
+    name = key.replace("-", " ")
+    if "not_run" in export:
+        return f"{name}: {export['not_run']}"
+    if "refused" in export or "failed" in export:
+        return f"{name}: {export.get('refused') or export['failed']}"
+    parity = export.get("parity", "")
+    if parity == "passed":
+        parity = f"gate passed, worst argmax agreement {export['min_agreement']:.2%}"
+    int8 = f", {export['int8_layers']} of {export['layers']} layers int8" if export.get("int8_layers") else ""
+    return f"{name}: {parity}{int8} ({export['export_s']:.0f} s)"
+
+
+def _row_cells(result: dict[str, Any]) -> list[str]:
+    nusc = _nuscenes(result["scans"])
+    kitti = [s for n, s in result["scans"].items() if not n.startswith("nuscenes/")]
+    stages = [_ms(statistics.median(s[stage]["p50"] for s in nusc.values())) for stage in STAGES[1:]]
+    totals = [s["total"]["p50"] for s in nusc.values()]
+    total = _ms(min(totals)) if len(totals) == 1 else f"{_ms(min(totals))}–{_ms(max(totals))}"
+    kitti_totals = " / ".join(_ms(s["total"]["p50"]) for s in kitti) or "—"
+    rates = [result["rates"][n] for n in nusc]
+    macs = statistics.median(r["macs"] for r in rates)
+    gflops = statistics.median(r["gflops"] for r in rates)
+    shares = [r["peak_share"] for r in rates if r["peak_share"] is not None]
+    share = f"{statistics.median(shares):.0%} of {result['peak']}" if shares else "—"
+    return [*stages, total, kitti_totals, f"{macs / 1e9:.2f}", f"{gflops:.1f}", share]
+
+
 def render(report: dict[str, Any]) -> str:
     info = report["machine"]
+    scans = report["scans"]
+    kinds = {k: sum(1 for s in scans if s.startswith(f"{k}/")) for k in ("nuscenes", "kitti")}
     lines = [
         f"# Backends side by side — {report['machine_name']}",
         "",
         f"Run {report['date']}: `python bench/run.py {report['args']}`.",
         f"Machine: {info['cpu']}, {info['logical_cores']} logical cores, {info['memory_gib']} GiB, "
         f"GPU: {info['gpu'] or 'none lent'}; torch {info['torch']}.",
-        "Random-init exports; real scans from ../shared/data/real. The spconv reference runs with one torch "
-        "thread (its multi-threaded CPU path gives wrong rows); the other backends use every core.",
+        f"Real scans from ../shared/data/real: {kinds['nuscenes']} nuScenes sweeps, {kinds['kitti']} KITTI "
+        f"scans; {report['iterations']} timed request(s) per row and scan after {report['warmup']} "
+        "untimed. The spconv reference runs with one torch thread (its multi-threaded CPU path gives "
+        "wrong rows); the other rows use every core.",
         "",
+        f"## This CPU's MatMul peak ({'×'.join(map(str, PEAK_SHAPE[:2]))} @ "
+        f"{'×'.join(map(str, PEAK_SHAPE[1:]))}, best of {report['peak_repeats']})",
+        "",
+        "| kernel | threads | GFLOP/s (best) | GFLOP/s (median) |",
+        "|---|---|---|---|",
     ]
-    for config, section in report["configs"].items():
+    for name, p in report["peak"].items():
+        lines.append(f"| {name} | {p['threads']} | {p['gflops']:.1f} | {p['median_gflops']:.1f} |")
+    lines += [""]
+    for name, section in report["models"].items():
+        macs = section["macs"]
+        nusc = _nuscenes(macs)
+        dense = statistics.median(m["dense"]["total"] for m in nusc.values())
+        sparse = statistics.median(m["sparse"]["total"] for m in nusc.values())
+        taps = statistics.median(m["present_taps_per_voxel"]["1"] for m in nusc.values())
         lines += [
-            f"## {config}",
+            f"## {name}: config {section['config']}, weights {section['weights']}",
             "",
-            "In process, p50 ms per stage (p95 of the total in brackets); ratio = spconv total / backend total.",
+            "Exports (ONNX only): "
+            + "; ".join(_export_line(k, e) for k, e in section["exports"].items())
+            + ".",
             "",
+            f"Multiply-adds of one forward pass per nuScenes sweep (median): dense form {dense / 1e9:.2f} G "
+            f"(27 taps per voxel), present-tap form {sparse / 1e9:.2f} G ({taps:.1f} of 27 taps present per "
+            "scale-1 voxel); each row's own count below (`seg3d.model.cost`: the reference runs its output "
+            "MLP and head per point, the graphs their head per point).",
+            "",
+            "| row | preprocess ms | inference ms | postprocess ms | total ms, nuScenes | total ms, KITTI | "
+            "GMAC / sweep | GFLOP/s | of peak |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            "| backend | scan | parse | preprocess | inference | postprocess | total | ratio vs spconv |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        backends = section["in_process"]
-        reference = backends.get("spconv", {})
-        for name, result in backends.items():
+        for row, result in section["rows"].items():
             if not result.get("available"):
-                lines.append(f"| {name} | — | unavailable: {result['reason']} | | | | | |")
+                lines.append(f"| {row} | {result['reason']} | | | | | | | |")
                 continue
-            for scan, st in result["scans"].items():
-                ref = (
-                    reference.get("scans", {}).get(scan, {}).get("total", {}).get("p50")
-                    if reference.get("available")
-                    else None
-                )
-                ratio = f"{ref / st['total']['p50']:.2f}×" if ref else "—"
-                cells = " | ".join(f"{st[s]['p50']:.1f}" for s in STAGES)
-                lines.append(
-                    f"| {name} | {scan.split('/')[-1][-24:]} | {cells} | {st['total']['p50']:.1f} ({st['total']['p95']:.1f}) | {ratio} |"
-                )
+            lines.append(f"| {row} | " + " | ".join(_row_cells(result)) + " |")
         lines += [
             "",
-            "Peak process RSS after each backend (cumulative high-water mark, GiB): "
+            "p50 per scan over the timed requests; stage columns and GMAC, GFLOP/s, share of peak: the "
+            "median over the nuScenes sweeps; total: the range over the sweeps; KITTI: each scan's "
+            "total. GFLOP/s = 2 × MACs / inference p50 (the inference stage includes feeding the "
+            "graph); int8 rows count int8 multiply-adds against the fp32 peak.",
+            "",
+            "Peak process RSS after each row (cumulative high-water mark, GiB): "
             + ", ".join(
-                f"{n} {r['process_peak_rss_gib']:.2f}" for n, r in backends.items() if r.get("available")
+                f"{n} {r['process_peak_rss_gib']:.2f}"
+                for n, r in section["rows"].items()
+                if r.get("available")
             ),
             "",
         ]
         http = section.get("http", [])
         if http:
-            lines += ["Through the HTTP server (real sweep, octet-stream in and out):", ""]
             lines += [
-                "| backend | threads | single request p50 ms | of which inference | overhead share | concurrent p50 / p95 ms | throughput req/s | server RSS idle → peak GiB | statuses |",
+                f"Through the HTTP server ({http[0]['clients']} concurrent clients, a real nuScenes sweep, "
+                "octet-stream in and out):",
+                "",
+                "| row | threads | single request p50 ms | of which inference | overhead share | "
+                "concurrent p50 / p95 ms | throughput req/s | server RSS idle → peak GiB | statuses |",
                 "|---|---|---|---|---|---|---|---|---|",
             ]
             for h in http:
+                concurrent = (
+                    f"{h['concurrent_p50_ms']:.0f} / {h['concurrent_p95_ms']:.0f}"
+                    if h["concurrent_p50_ms"] is not None
+                    else "—"
+                )
                 lines.append(
-                    f"| {h['backend']} | {h['threads']} | {h['single_request_p50_ms']:.0f} | {h['single_request_inference_ms']:.0f} | "
-                    f"{h['overhead_share']:.1%} | {h['concurrent_p50_ms']:.0f} / {h['concurrent_p95_ms']:.0f} | {h['throughput_rps']:.2f} | "
-                    f"{h['server_idle_rss_gib']:.2f} → {h['server_peak_rss_gib']:.2f} | {h['statuses']} |"
+                    f"| {h['row']} | {h['threads']} | {h['single_request_p50_ms']:.0f} | "
+                    f"{h['single_request_inference_ms']:.0f} | {h['overhead_share']:.1%} | {concurrent} | "
+                    f"{h['throughput_rps']:.2f} | {h['server_idle_rss_gib']:.2f} → "
+                    f"{h['server_peak_rss_gib']:.2f} | {h['statuses']} |"
                 )
             lines.append("")
     lines += ["## Targets", ""] + [f"- {t}" for t in report["targets"]] + [""]
     return "\n".join(lines)
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def judge(report: dict[str, Any]) -> list[str]:
-    full = report["configs"].get("nuscenes_full", {})
-    http = {h["backend"]: h for h in full.get("http", [])}
+    models = report.get("models", {})
     verdicts = []
-    if "spconv" in http and len(http) > 1:
-        best = min((h for n, h in http.items() if n != "spconv"), key=lambda h: h["single_request_p50_ms"])
-        speedup = http["spconv"]["single_request_p50_ms"] / best["single_request_p50_ms"]
-        ok = speedup >= TARGETS["cpu_speedup_vs_spconv"]
+
+    def best_http(name: str) -> dict[str, Any] | None:
+        served = [h for h in models.get(name, {}).get("http", []) if h.get("row") != "spconv"]
+        return min(served, key=lambda h: h["single_request_p50_ms"]) if served else None
+
+    full = best_http("full")
+    if full is None:
+        verdicts.append("nuscenes_full targets (end-to-end ≤ 250 ms, ≥ 4 req/s): not measured in this run")
+    else:
+        e2e = full["single_request_p50_ms"]
         verdicts.append(
-            f"CPU end-to-end p50 vs spconv reference: {speedup:.2f}× with {best['backend']} (target ≥ 2×): {'met' if ok else 'NOT met'}"
+            f"nuscenes_full end-to-end through the server: {e2e:.0f} ms with {full['row']} (target ≤ "
+            f"{TARGETS['full_end_to_end_ms_max']:.0f} ms): {_met(e2e <= TARGETS['full_end_to_end_ms_max'])}"
         )
-        share = best["overhead_share"]
+        rps, clients = full["throughput_rps"], full["clients"]
+        note = "" if clients == 8 else f" (measured with {clients} clients; the target is with 8)"
         verdicts.append(
-            f"preprocessing + HTTP + parsing + postprocessing share: {share:.1%} (target ≤ 10 %): {'met' if share <= 0.10 else 'NOT met'}"
+            f"nuscenes_full throughput with {clients} concurrent clients: {rps:.2f} req/s with "
+            f"{full['row']} (target ≥ {TARGETS['full_throughput_rps_min']:.0f} req/s with 8){note}: "
+            f"{_met(rps >= TARGETS['full_throughput_rps_min'])}"
+        )
+    demo = best_http("demo")
+    if demo is None:
+        verdicts.append("demo end-to-end ≤ 25 ms: not measured in this run")
+    else:
+        e2e = demo["single_request_p50_ms"]
+        verdicts.append(
+            f"demo end-to-end through the server: {e2e:.1f} ms with {demo['row']} (target ≤ "
+            f"{TARGETS['demo_end_to_end_ms_max']:.0f} ms): {_met(e2e <= TARGETS['demo_end_to_end_ms_max'])}"
+        )
+    for name, section in models.items():
+        rows = section["rows"]
+        fastest = fastest_row(rows, exclude=())
+        graphs = {n: r for n, r in rows.items() if r.get("available") and r.get("backend") == "onnxruntime"}
+        if fastest is None or not graphs:
+            verdicts.append(
+                f"{name}: the exported graph the fastest backend: not measured (no graph row ran)"
+            )
+            continue
+        best_graph = min(graphs, key=lambda n: typical_total_ms(graphs[n]))
+        verdicts.append(
+            f"{name}: the exported graph the fastest backend: fastest row {fastest} "
+            f"({typical_total_ms(rows[fastest]):.0f} ms nuScenes total p50), best graph {best_graph} "
+            f"({typical_total_ms(rows[best_graph]):.0f} ms): {_met(rows[fastest].get('backend') == 'onnxruntime')}"
+        )
+    http = {h["row"]: h for h in models.get("full", {}).get("http", [])}
+    if "spconv" in http and full is not None:
+        speedup = http["spconv"]["single_request_p50_ms"] / full["single_request_p50_ms"]
+        verdicts.append(
+            f"nuscenes_full end-to-end vs the spconv reference: {speedup:.2f}× with {full['row']} (target ≥ "
+            f"2×): {_met(speedup >= TARGETS['cpu_speedup_vs_spconv'])}"
+        )
+        share = full["overhead_share"]
+        verdicts.append(
+            f"preprocessing + HTTP + parsing + postprocessing share: {share:.1%} (target ≤ 10 %): "
+            f"{_met(share <= TARGETS['overhead_share_max'])}"
         )
         rss = max(h["server_peak_rss_gib"] for h in http.values())
         verdicts.append(
-            f"server peak RSS with {best['clients']} concurrent clients: {rss:.2f} GiB (target ≤ 3 GiB): {'met' if rss <= 3 else 'NOT met'}"
+            f"server peak RSS with {full['clients']} concurrent clients: {rss:.2f} GiB (target ≤ 3 GiB): "
+            f"{_met(rss <= TARGETS['server_rss_gib_max'])}"
         )
     if report["machine"]["gpu"] is None:
         verdicts.append(
@@ -293,19 +781,90 @@ def judge(report: dict[str, Any]) -> list[str]:
     return verdicts
 
 
-def main(argv: list[str] | None = None) -> int:
+# -- command line --------------------------------------------------------------------------------
+
+#: --configs (the former option) names configs: these two are the models of --models.
+CONFIG_ALIASES = {"nuscenes_full": "full", "tiny": "demo"}
+
+
+def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    names = args.configs or args.models
+    specs = []
+    for raw in names.split(","):
+        name = CONFIG_ALIASES.get(raw.strip(), raw.strip())
+        if name == "full":
+            specs.append(ModelSpec("full", "nuscenes_full", args.full_checkpoint))
+        elif name == "demo":
+            specs.append(ModelSpec("demo", "tiny", args.demo_checkpoint))
+        elif name in bundled_configs():
+            specs.append(ModelSpec(name, name, None))  # another bundled config: random init
+        else:
+            raise SystemExit(
+                f"error: unknown model {raw!r}: full, demo or a bundled config ({', '.join(bundled_configs())})"
+            )
+    return specs
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--configs", default="nuscenes_full,tiny", help="comma-separated bundled configs")
-    parser.add_argument("--iterations", type=int, default=3, help="timed requests per backend and scan")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed requests first")
+    parser.add_argument(
+        "--models",
+        default="full,demo",
+        help="comma-separated: full (nuscenes_full), demo (the bundled demo model, config tiny), or any "
+        "bundled config name (random init) (default full,demo)",
+    )
+    parser.add_argument(
+        "--configs",
+        help="the former option, an alias of --models: nuscenes_full means full, tiny means demo",
+    )
+    parser.add_argument(
+        "--full-checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="trained nuscenes_full checkpoint (README: training/configs/full_synthetic.yaml); without "
+        "it nuscenes_full runs with random-init weights, ungated, and its int8 graph is not run",
+    )
+    parser.add_argument(
+        "--demo-checkpoint",
+        type=Path,
+        metavar="PATH",
+        default=ROOT / "models" / "demo" / "encoder3d.pt",
+        help="the demo model's checkpoint (default models/demo/encoder3d.pt)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="int8 calibration clouds (export/to_trt.py --calibrate: files, folders of .pcd.bin sweeps, a "
+        "nuScenes or SemanticKITTI root) from the deployed sensor. Use sweeps disjoint from the timed and "
+        "gated scans (../shared/data/real) where you can: calibrating on the scans the gate then checks "
+        "flatters int8. Without it the int8 rows are not run, with the reason",
+    )
+    parser.add_argument("--calibrate-clouds", type=int, default=16, help="export's --calibrate-clouds (16)")
+    parser.add_argument("--int8-target", type=float, default=0.995, help="export's --int8-target (0.995)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed requests per row and scan (3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed requests first (1)")
+    parser.add_argument("--peak-repeats", type=int, default=10, help="timed runs of each peak MatMul (10)")
     parser.add_argument("--http-clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
-    parser.add_argument("--http-requests", type=int, default=2, help="requests per HTTP client")
+    parser.add_argument("--http-requests", type=int, default=2, help="requests per HTTP client (2)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP part")
     parser.add_argument("--machine", help="name in the output files (default from the CPU or GPU)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results", help="result folder (bench/results)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    specs = model_specs(args)
+    for spec in specs:
+        if spec.checkpoint is not None and not spec.checkpoint.is_file():
+            print(f"error: {spec.name}: checkpoint {spec.checkpoint} not found", file=sys.stderr)
+            return 2
     scans = real_scans(("nuscenes", "kitti"))
     if not scans:
         print("no real scans found: set SEG3D_REAL_DATA or place ../shared/data/real", file=sys.stderr)
@@ -316,34 +875,20 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "args": " ".join(argv if argv is not None else sys.argv[1:]),
-        "configs": {},
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "scans": [s.name for s in scans],
+        "calibrate": [str(c) for c in args.calibrate or []],
+        "peak_repeats": args.peak_repeats,
+        "models": {},
     }
-    sweep = next(s for s in scans if s.kind == "nuscenes").path.read_bytes()
+    print("== MatMul peak", flush=True)
+    report["peak"] = measure_peak(args.peak_repeats)
     with tempfile.TemporaryDirectory() as tmp:
-        for config in args.configs.split(","):
-            print(f"== {config}", flush=True)
-            model_dir = export_model(config, Path(tmp) / config)
-            in_process = bench_in_process(model_dir, scans, args.iterations, args.warmup)
-            section: dict[str, Any] = {"in_process": in_process, "http": []}
-            if not args.no_http:
-                candidates = {n: r for n, r in in_process.items() if r.get("available") and n != "spconv"}
-                fastest = min(
-                    candidates,
-                    key=lambda n: statistics.median(
-                        s["total"]["p50"] for s in candidates[n]["scans"].values()
-                    ),
-                )
-                runs = (
-                    [("spconv", 1), (fastest, None)]
-                    if in_process.get("spconv", {}).get("available")
-                    else [(fastest, None)]
-                )
-                for backend, threads in runs:
-                    print(f"  http {backend} ({args.http_clients} clients)", flush=True)
-                    section["http"].append(
-                        bench_http(model_dir, backend, threads, sweep, args.http_clients, args.http_requests)
-                    )
-            report["configs"][config] = section
+        for spec in specs:
+            report["models"][spec.name] = bench_model(
+                spec, Path(tmp) / spec.name, scans, report["peak"], args
+            )
     report["targets"] = judge(report)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / report["machine_name"]
