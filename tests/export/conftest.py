@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,16 @@ from seg3d.config import ModelConfig
 from seg3d.model import Encoder3D
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan
+
+
+def corner_cloud(path: Path) -> Path:
+    """Three points in a corner of the crop, written as a nuScenes ``.bin`` at ``path``: a
+    calibration whose ranges are far too small for a real sweep (the int8 gate must refuse it)."""
+    np.array(
+        [[1.0, 1.0, -1.0, 10.0, 0.0], [1.1, 1.0, -1.0, 10.0, 0.0], [1.0, 1.1, -1.0, 10.0, 0.0]],
+        dtype=np.float32,
+    ).tofile(path)
+    return path
 
 
 def pseudo_labels(points: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,6 +20,7 @@ from seg3d.scans import real_data_dir
 from serve.app import create_app
 from serve.backends import OnnxRuntimeBackend
 from serve.settings import ServeSettings
+from tests.export.conftest import corner_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo" / "encoder3d.pt"
@@ -71,11 +71,7 @@ def test_demo_int8_export_passes_the_gate(tmp_path: Path, real: Path, nuscenes_s
 
 
 def test_broken_calibration_fails_the_gate_and_writes_nothing(tmp_path: Path, real: Path, capsys) -> None:
-    corner = tmp_path / "corner.bin"
-    np.array(
-        [[1.0, 1.0, -1.0, 10.0, 0.0], [1.1, 1.0, -1.0, 10.0, 0.0], [1.0, 1.1, -1.0, 10.0, 0.0]],
-        dtype=np.float32,
-    ).tofile(corner)
+    corner = corner_cloud(tmp_path / "corner.bin")
     out = tmp_path / "broken"
     args = ["--checkpoint", str(DEMO), "--out", str(out), "--graph", "sparse", "--precision", "int8"]
     args += ["--calibrate", str(corner), "--int8-target", "0.99", "--onnx-only"]

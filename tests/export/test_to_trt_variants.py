@@ -24,6 +24,7 @@ from seg3d.scans import real_data_dir
 from serve.app import create_app
 from serve.backends import BackendUnavailable, OnnxRuntimeBackend, choose_backend, load_backend
 from serve.settings import ServeSettings
+from tests.export.conftest import corner_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo" / "encoder3d.pt"
@@ -34,11 +35,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if real_data_dir() is None:
         pytest.skip("real scans not found (set SEG3D_REAL_DATA or place ../shared/data/real)")
     tmp = tmp_path_factory.mktemp("variants")
-    corner = tmp / "corner.bin"
-    np.array(
-        [[1.0, 1.0, -1.0, 10.0, 0.0], [1.1, 1.0, -1.0, 10.0, 0.0], [1.0, 1.1, -1.0, 10.0, 0.0]],
-        dtype=np.float32,
-    ).tofile(corner)
+    corner = corner_cloud(tmp / "corner.bin")
     out = tmp / "demo"
     args = ["--checkpoint", str(DEMO), "--out", str(out), "--onnx-only"]
     args += ["--also", "sparse:fp32", "--also", "sparse:int8", "--calibrate", str(corner)]
