@@ -515,6 +515,8 @@ def choose_backend(
     keeps the fastest. It logs the timings and why the others were skipped. Without a probe it
     takes the first that loads.
     """
+    if onnx_graph is not None:
+        _recorded_graph(model_dir, onnx_graph)  # a graph name the export lacks is an error, not a skip
     if requested != "auto":
         return load_backend(requested, model_dir, config, threads, torch_precision, onnx_graph)
     reasons: list[str] = []

@@ -94,6 +94,8 @@ def test_the_service_serves_the_graph_it_is_told_and_auto_times_them_all(
     assert (sparse.graph, sparse.graph_name, sparse.precision) == ("sparse", "sparse-fp32", "fp32")
     with pytest.raises(BackendUnavailable, match="it has dense-fp32, sparse-fp32"):
         load_backend("onnxruntime", export_dir, config, onnx_graph="dense-int8")
+    with pytest.raises(BackendUnavailable, match="no graph 'dense-int8'"):  # auto does not skip a typo
+        choose_backend("auto", export_dir, config, onnx_graph="dense-int8")
     probe_settings = ServeSettings(model=export_dir, backend="auto")
     with caplog.at_level(logging.INFO, logger="serve"), TestClient(create_app(probe_settings)) as client:
         _ready(client)
