@@ -56,8 +56,8 @@ import torch
 import export.to_trt as to_trt
 from seg3d.config import ModelConfig, bundled_configs, load_config
 from seg3d.io import write_atomic
-from seg3d.manifest import load_manifest
-from seg3d.model.cost import ConvForm, Schedule, multiply_adds, present_taps
+from seg3d.manifest import GraphForm, load_manifest
+from seg3d.model.cost import Schedule, multiply_adds, present_taps
 from seg3d.model.precision import TorchPrecision
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan, real_scans
@@ -114,7 +114,7 @@ class Row(NamedTuple):
     name: str
     backend: str
     export: str | None
-    form: ConvForm
+    form: GraphForm
     schedule: Schedule
     peak: str
     torch_precision: TorchPrecision = "fp32"
@@ -337,7 +337,7 @@ def measure_peak(repeats: int) -> dict[str, dict[str, Any]]:
 def count_macs(config: ModelConfig, scans: list[RealScan]) -> dict[str, Any]:
     """Per scan: the multiply-adds of each row's forward pass, the dense and present-tap forms by
     part, and the voxel and present-tap counts behind them."""
-    forms: set[tuple[ConvForm, Schedule]] = {(row.form, row.schedule) for row in ROWS}
+    forms: set[tuple[GraphForm, Schedule]] = {(row.form, row.schedule) for row in ROWS}
     forms |= {("dense", "table"), ("sparse", "table")}
     per_scan: dict[str, Any] = {}
     for scan in scans:

@@ -212,13 +212,9 @@ class RefusedVariant(_Strict):
     reason: str
 
 
-class ServableGraph(_Strict):
+class ServableGraph(GraphVariant):
     """One graph of the folder as a runtime sees it: the primary or a variant."""
 
-    name: str
-    precision: Precision
-    graph: GraphInfo
-    parity: ParityReport
     primary: bool
 
 
@@ -352,10 +348,7 @@ class ExportManifest(_Strict):
             parity=self.parity,
             primary=True,
         )
-        return [primary] + [
-            ServableGraph(name=v.name, precision=v.precision, graph=v.graph, parity=v.parity, primary=False)
-            for v in self.variants
-        ]
+        return [primary] + [ServableGraph(**dict(v), primary=False) for v in self.variants]
 
     def servable_graph(self, name: str | None) -> ServableGraph:
         """The graph called ``name`` (None: the primary).

@@ -43,11 +43,11 @@ from typing import Literal
 import torch
 
 from seg3d.config import KERNEL_TAPS, ModelConfig
+from seg3d.manifest import GraphForm
 from seg3d.preprocess import POINT_FEATURE_DIM, EncoderInputs
 
-__all__ = ["ConvForm", "MultiplyAdds", "Schedule", "multiply_adds", "present_taps"]
+__all__ = ["MultiplyAdds", "Schedule", "multiply_adds", "present_taps"]
 
-ConvForm = Literal["dense", "sparse"]
 Schedule = Literal["table", "graph", "spconv"]
 
 
@@ -96,7 +96,7 @@ def _empty_taps(neighbours: torch.Tensor) -> int:
 
 
 def multiply_adds(
-    inputs: EncoderInputs, config: ModelConfig, form: ConvForm, schedule: Schedule = "table"
+    inputs: EncoderInputs, config: ModelConfig, form: GraphForm, schedule: Schedule = "table"
 ) -> MultiplyAdds:
     """Multiply-adds of one forward pass of ``config``'s encoder on ``inputs`` (see the module).
 
