@@ -293,7 +293,7 @@ def serving(model_dir: Path, iterations: int, precision: str) -> dict[str, Any]:
     return figures
 
 
-def spconv_parity(config_name: str) -> dict[str, Any]:
+def spconv_parity(config_name: str, iterations: int) -> dict[str, Any]:
     import torch
 
     from training.backend import spconv_cuda_available
@@ -315,6 +315,20 @@ def spconv_parity(config_name: str) -> dict[str, Any]:
     with torch.inference_mode():
         a, b = table(inputs), reference(inputs)
     agreement = float((a.argmax(1) == b.argmax(1)).float().mean())
+
+    def forward_ms(model: torch.nn.Module) -> float:
+        """Median fp32 forward time over ``iterations`` runs after one untimed run."""
+        times = []
+        with torch.inference_mode():
+            model(inputs)
+            for _ in range(iterations):
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                model(inputs)
+                torch.cuda.synchronize()
+                times.append((time.perf_counter() - start) * 1e3)
+        return round(statistics.median(times), 2)
+
     return {
         "ok": agreement >= AGREEMENT_MIN["fp32"],
         "cloud": source,
@@ -322,6 +336,9 @@ def spconv_parity(config_name: str) -> dict[str, Any]:
         "argmax_agreement": agreement,
         "max_abs_diff": float((a - b).abs().max()),
         "max_abs_logit": float(b.abs().max()),
+        # TF32 as the process has it (off in this script): both backends in true fp32.
+        "forward_ms_spconv": forward_ms(reference),
+        "forward_ms_table": forward_ms(table),
     }
 
 
@@ -728,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if (model_dir / "manifest.json").is_file():
             record("serving backends", lambda: serving(model_dir, args.iterations, args.precision))
-    record("spconv CUDA vs table CUDA", lambda: spconv_parity(args.config))
+    record("spconv CUDA vs table CUDA", lambda: spconv_parity(args.config, args.iterations))
     report = _report(args, argv, info, checks, started)
     stem = _write(report, args.out)
     print(f"wrote {stem}.md and {stem}.json ({report['total_seconds']} s)")

@@ -234,7 +234,9 @@ class _EncoderGraph:
             self.product(x, kernel[t], prefix, rows=source)
             for t, source in zip(NON_CENTRE_TAPS, sources, strict=True)
         ]
-        every = g.op("Concat", contributions, axis=0)  # [R, C_out]
+        # The zero row the sum tables pad with rides in the same Concat: one copy of the
+        # contributions, not two (the copies are a third of this graph's data movement).
+        every = g.op("Concat", [*contributions, g.zero_row(c_out, g.dtype)], axis=0)  # [R + 1, C_out]
         summed = self.row_sum(g.cast(every, TensorProto.FLOAT) if fp16 else every, sums, c_out)
         centre_matrix = kernel[len(kernel) // 2]
         if shortcut is not None:
@@ -250,13 +252,13 @@ class _EncoderGraph:
             out = g.cast(out, TensorProto.FLOAT16)
         return self.bias(out, prefix), short
 
-    def row_sum(self, rows: str, names: list[str], channels: int) -> str:
-        """Per-target sums of float32 ``rows`` through a weightless pool form (index, extra_index,
-        overflow_target, overflow_index): the same Gather · ReduceSum · ScatterND as `pool`."""
+    def row_sum(self, padded: str, names: list[str], channels: int) -> str:
+        """Per-target sums of float32 rows through a weightless pool form (index, extra_index,
+        overflow_target, overflow_index): the same Gather · ReduceSum · ScatterND as `pool`.
+        ``padded`` already ends with the zero row the tables' pad index reads."""
         g = self.g
         index, extra_index, overflow_target, overflow_index = names
         zero = g.zero_row(channels, np.float32)
-        padded = g.op("Concat", [rows, zero], axis=0)
         main = g.op("ReduceSum", [g.op("Gather", [padded, index], axis=0), g.axes(1)], keepdims=0)
         extra = g.op("ReduceSum", [g.op("Gather", [padded, extra_index], axis=0), g.axes(1)], keepdims=0)
         fragments = g.op("Concat", [main, extra, zero], axis=0)
