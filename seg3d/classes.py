@@ -18,7 +18,10 @@ BGR) of the raw id their training id maps back to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "CLASS_TABLES",
@@ -28,8 +31,11 @@ __all__ = [
     "NUSCENES_RAW_TO_TRAIN",
     "NUSCENES_TRAIN_CLASSES",
     "SEMANTICKITTI",
+    "SEMANTICKITTI_TO_NUSCENES",
+    "ClassMapping",
     "ClassTable",
     "DatasetName",
+    "class_mapping",
     "class_table",
     "nuscenes_train_id",
 ]
@@ -155,3 +161,113 @@ NUSCENES_INTEREST_CATEGORIES: tuple[str, ...] = (
     "vehicle.truck",
     "vehicle.motorcycle",
 )
+
+
+@dataclass(frozen=True)
+class ClassMapping:
+    """Classes of one table → classes of another, by name: how labels of one data set are read in a
+    model's classes (evaluating a nuScenes-class model on SemanticKITTI ground truth, say).
+
+    ``pairs`` lists ``(source name, target name)``; a source class with no pair maps to the target's
+    ignore class, so its points are left out of any metric. Several source classes may share a
+    target (building, fence, pole → manmade); a source class maps to at most one target.
+    """
+
+    source: ClassTable
+    target: ClassTable
+    pairs: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        sources = [a for a, _ in self.pairs]
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"{self.name}: a source class is mapped twice")
+        for a, b in self.pairs:
+            if a not in self.source.names or a == self.source.names[self.source.ignore_index]:
+                raise ValueError(f"{self.name}: {a!r} is not a class of {self.source.name}")
+            if b not in self.target.names or b == self.target.names[self.target.ignore_index]:
+                raise ValueError(f"{self.name}: {b!r} is not a class of {self.target.name}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.source.name} → {self.target.name}"
+
+    def lookup(self) -> npt.NDArray[np.int64]:
+        """``(len(source),)`` target index of every source index (the target's ignore where unmapped)."""
+        table = np.full(len(self.source), self.target.ignore_index, dtype=np.int64)
+        for a, b in self.pairs:
+            table[self.source.names.index(a)] = self.target.names.index(b)
+        return table
+
+    def apply(self, labels: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+        """Source class indices ``(N,)`` → target class indices ``(N,)``.
+
+        Raises:
+            ValueError: an index outside the source table.
+        """
+        labels = np.asarray(labels)
+        if labels.size and (labels.min() < 0 or labels.max() >= len(self.source)):
+            raise ValueError(f"{self.name}: labels must lie in [0, {len(self.source)})")
+        return self.lookup()[labels.astype(np.int64)]
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target classes some source class maps to, in target order."""
+        reached = {b for _, b in self.pairs}
+        return tuple(n for n in self.target.names if n in reached)
+
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        """The source classes left out (besides the source's own ignore class)."""
+        mapped = {a for a, _ in self.pairs}
+        skip = self.source.names[self.source.ignore_index]
+        return tuple(n for n in self.source.names if n not in mapped and n != skip)
+
+    def describe(self) -> list[str]:
+        """One line per target class (``manmade ← building, fence, pole, traffic-sign``), then the
+        ignored source classes: what an evaluation prints beside its figures."""
+        lines = [f"{b} ← {', '.join(a for a, t in self.pairs if t == b)}" for b in self.targets]
+        if self.ignored:
+            lines.append(f"ignored: {', '.join(self.ignored)}")
+        return lines
+
+
+#: SemanticKITTI's 19 classes read as nuScenes-lidarseg classes by name. Left out: parking (road or
+#: not, by markings), other-vehicle (buses, trailers and trams in one class), bicyclist and
+#: motorcyclist (rider and vehicle as one class): no nuScenes class has the same meaning.
+SEMANTICKITTI_TO_NUSCENES = ClassMapping(
+    SEMANTICKITTI,
+    NUSCENES_LIDARSEG,
+    (
+        ("car", "car"),
+        ("bicycle", "bicycle"),
+        ("motorcycle", "motorcycle"),
+        ("truck", "truck"),
+        ("person", "pedestrian"),
+        ("road", "driveable_surface"),
+        ("sidewalk", "sidewalk"),
+        ("other-ground", "other_flat"),
+        ("building", "manmade"),
+        ("fence", "manmade"),
+        ("pole", "manmade"),
+        ("traffic-sign", "manmade"),
+        ("vegetation", "vegetation"),
+        ("trunk", "vegetation"),
+        ("terrain", "terrain"),
+    ),
+)
+
+
+def class_mapping(source: ClassTable, target: ClassTable) -> ClassMapping:
+    """The declared mapping from ``source``'s classes to ``target``'s (the identity for one table).
+
+    Raises:
+        ValueError: no mapping is declared between the two tables.
+    """
+    if source == target:
+        return ClassMapping(
+            source, target, tuple((n, n) for i, n in enumerate(source.names) if i != source.ignore_index)
+        )
+    for mapping in (SEMANTICKITTI_TO_NUSCENES,):
+        if mapping.source == source and mapping.target == target:
+            return mapping
+    raise ValueError(f"no class mapping is declared from {source.name} to {target.name}")

@@ -5,7 +5,8 @@
 2. train ``training/configs/demo.yaml`` (mode 2ddata, tiny 3D encoder) on CPU into ``WORK/demo-train``;
 3. evaluate the best checkpoint on the held-out val scenes;
 4. export it with ``export/to_trt.py`` (ONNX + manifest; a TensorRT engine where TensorRT exists);
-5. write ``MODEL_CARD.md`` and ``metrics.json`` beside the export.
+5. score the export on the shared real scans (`training.realscan`; skipped when there are none);
+6. write ``MODEL_CARD.md`` and ``metrics.json`` beside the export.
 
 Outputs already in ``--work`` are reused (an interrupted rebuild continues) only when they were made
 by the recipe asked for: the data set's ``synthetic.json`` must record the same generator arguments,
@@ -26,9 +27,11 @@ from typing import Any
 
 from seg3d.helptext import plain
 from seg3d.io import write_atomic
+from seg3d.scans import real_data_dir
 from training.config import load_train_config
 from training.data.synthetic import read_recipe
 from training.data.synthetic import recipe as synthetic_recipe
+from training.realscan import card_section, real_scan_figures
 from training.runs import (
     RUN_RECIPE,
     config_digest,
@@ -47,6 +50,7 @@ DEFAULTS = {"scenes": 40, "samples_per_scene": 5, "seed": 0, "max_steps": 600}
 CONFIG = "demo"
 VERSION = "v1.0-trainval"
 RENDER_SCALE = 0.5
+NO_REAL_SCANS = "No real scans were at hand to score it on (`python -m training.realscan`).\n"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     run_command([python, str(ROOT / "export" / "to_trt.py"), "--checkpoint", str(run / "best.pt"),
                  "--out", str(args.out), *(["--overwrite"] if args.overwrite else [])])  # fmt: skip
     log = read_train_log(run)
+    shared = real_data_dir()
+    if shared is not None:
+        figures["real_scans"] = real_scan_figures(
+            args.out, shared / "semantickitti", shared / "kitti" / "object", backend="torch"
+        )
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
     write_atomic(args.out / "MODEL_CARD.md", _card(recorded["run"], figures, log))
     print(f"demo model written to {args.out}")
@@ -170,6 +179,7 @@ def _card(recipe: dict[str, Any], figures: dict, log: list[dict]) -> str:
         if train_seconds is None
         else f"{train_seconds / 60:.1f} min of training wall time (data loading in, validation out)"
     )
+    real = card_section(figures["real_scans"]) if "real_scans" in figures else NO_REAL_SCANS
     command = (
         f"python -m training.demo --scenes {data['scenes']} --samples-per-scene {data['samples_per_scene']} "
         f"--seed {data['seed']} --max-steps {recipe['max_steps']}"
@@ -222,9 +232,10 @@ mIoU of the LOB interest classes: {100 * crop.get("miou_interest", float("nan"))
 of the other classes: {100 * crop.get("miou_other", float("nan")):.1f} %. Full-scan figures are in
 `metrics.json`.
 
+{real}
 ## Limits
 
-- Synthetic scenes only; no claim about real data.
+- Synthetic scenes only; the real-scan figures above are its only measure on real data.
 - Intensity contract, ranges and classes are those of nuScenes (see `manifest.json`): the service
   accepts nuScenes, KITTI and xyzi point files.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
@@ -10,6 +11,9 @@ from seg3d.classes import (
     NUSCENES_LIDARSEG,
     NUSCENES_RAW_TO_TRAIN,
     SEMANTICKITTI,
+    SEMANTICKITTI_TO_NUSCENES,
+    ClassMapping,
+    class_mapping,
     class_table,
     nuscenes_train_id,
 )
@@ -44,3 +48,36 @@ def test_semantickitti_table_is_the_datasets_yaml() -> None:
         assert SEMANTICKITTI.names[index] == data["labels"][raw]
         blue, green, red = data["color_map"][raw]  # stored as BGR
         assert SEMANTICKITTI.colours[index] == (red, green, blue)
+
+
+def test_semantickitti_to_nuscenes_maps_hand_built_labels_by_name() -> None:
+    names = SEMANTICKITTI.names
+    source = np.array([names.index(n) for n in (
+        "road", "parking", "sidewalk", "other-ground", "building", "fence", "pole", "traffic-sign",
+        "vegetation", "trunk", "terrain", "car", "truck", "other-vehicle", "bicycle", "bicyclist",
+        "motorcycle", "motorcyclist", "person", "unlabeled",
+    )])  # fmt: skip
+    expected = [
+        "driveable_surface", "ignore", "sidewalk", "other_flat", "manmade", "manmade", "manmade", "manmade",
+        "vegetation", "vegetation", "terrain", "car", "truck", "ignore", "bicycle", "ignore",
+        "motorcycle", "ignore", "pedestrian", "ignore",
+    ]  # fmt: skip
+    mapped = SEMANTICKITTI_TO_NUSCENES.apply(source)
+    assert [NUSCENES_LIDARSEG.names[i] for i in mapped] == expected
+    assert SEMANTICKITTI_TO_NUSCENES.ignored == ("other-vehicle", "bicyclist", "motorcyclist", "parking")
+    assert "manmade ← building, fence, pole, traffic-sign" in SEMANTICKITTI_TO_NUSCENES.describe()
+    assert class_mapping(SEMANTICKITTI, NUSCENES_LIDARSEG) is SEMANTICKITTI_TO_NUSCENES
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 20\)"):
+        SEMANTICKITTI_TO_NUSCENES.apply(np.array([20]))
+
+
+def test_class_mappings_are_checked_and_identity_within_a_table() -> None:
+    identity = class_mapping(SEMANTICKITTI, SEMANTICKITTI)
+    labels = np.arange(len(SEMANTICKITTI))
+    assert identity.apply(labels).tolist() == labels.tolist()
+    with pytest.raises(ValueError, match="no class mapping is declared from nuscenes-lidarseg"):
+        class_mapping(NUSCENES_LIDARSEG, SEMANTICKITTI)
+    with pytest.raises(ValueError, match="'lorry' is not a class of nuscenes-lidarseg"):
+        ClassMapping(SEMANTICKITTI, NUSCENES_LIDARSEG, (("truck", "lorry"),))
+    with pytest.raises(ValueError, match="mapped twice"):
+        ClassMapping(SEMANTICKITTI, NUSCENES_LIDARSEG, (("truck", "truck"), ("truck", "car")))

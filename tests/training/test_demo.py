@@ -61,9 +61,27 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             out.mkdir(parents=True, exist_ok=True)
             (out / "manifest.json").write_text("{}")
 
+    def score(model: Path, semantickitti: Path, objects: Path, backend: str = "auto") -> dict[str, object]:
+        assert (model / "manifest.json").is_file()  # the export just written is what is scored
+        assert semantickitti.name == "semantickitti" and objects.parts[-2:] == ("kitti", "object")
+        return {"model": str(model), "kitti_boxes": [REAL_BOX]}
+
     monkeypatch.setattr("training.demo.run_command", run)
     monkeypatch.setattr("training.runs.run_command", run)
+    monkeypatch.setattr("training.demo.real_data_dir", lambda: Path("/shared/data/real"))
+    monkeypatch.setattr("training.demo.real_scan_figures", score)
     return ran
+
+
+REAL_BOX = {
+    "kind": "Car",
+    "class": "car",
+    "boxes": 2,
+    "points": 40,
+    "correct": 30,
+    "share": 0.75,
+    "frames": ["1"],
+}
 
 
 def test_reuse_is_checked_against_the_recorded_recipe(
@@ -90,6 +108,8 @@ def test_reuse_is_checked_against_the_recorded_recipe(
     card = (out / "MODEL_CARD.md").read_text()
     assert "python -m training.demo --scenes 2 --samples-per-scene 1 --seed 0 --max-steps 3" in card
     assert "3 optimiser steps (budget 3)" in card
+    assert "## Real scans" in card and "| Car | car | 2 | 40 | 75.0 |" in card
+    assert json.loads((out / "metrics.json").read_text())["real_scans"]["kitti_boxes"] == [REAL_BOX]
 
     # The same recipe: the data set and the run are reused (an interrupted rebuild continues).
     commands.clear()

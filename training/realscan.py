@@ -1,0 +1,420 @@
+"""``python -m training.realscan``: how a model does on real, labelled LiDAR scans.
+
+    python -m training.realscan --model models/demo
+    python -m training.realscan --model best.pt --semantickitti ~/semantickitti --sequences 8
+
+The model (an export folder, run as the service runs it, or a checkpoint of any mode) labels every
+point of each scan. Two yardsticks, each optional:
+
+- **SemanticKITTI** (``--semantickitti ROOT``, ``sequences/NN/velodyne`` + ``labels``): the ground
+  truth is read in the model's classes through the declared class mapping
+  (`seg3d.classes.class_mapping`, printed with the figures); points of classes the mapping leaves
+  out are not scored. Per-class IoU and accuracy (recall), point accuracy, and the mIoU over the
+  mapped classes that occur in the ground truth or the predictions (`training.metrics`' rule: a
+  mapped class the model predicts on a scan that has none scores 0).
+- **KITTI object frames** (``--kitti-objects DIR``, ``velodyne`` + ``calib`` + ``label_2``): the share
+  of the points inside each kind of ground-truth box (Car, Truck, Pedestrian) that the model gives
+  that kind's class.
+
+Without either option both run on the shared real scans (``$SEG3D_REAL_DATA`` or
+``../shared/data/real``). ``--json FILE`` writes the figures. Every point of a scan gets a label
+(points outside the model's crop take their nearest in-crop label, as in the service), and scores
+count every point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from seg3d.classes import SEMANTICKITTI, ClassMapping, ClassTable, class_mapping
+from seg3d.config import ModelConfig
+from seg3d.helptext import plain
+from seg3d.io import write_atomic
+from seg3d.points import PointFormat, read_points
+from seg3d.scans import real_data_dir
+from training.data.kitti_objects import KittiCalibration, object_frames, points_in_box, read_boxes
+from training.data.semantickitti import SemanticKittiLabelMap
+from training.metrics import ConfusionMatrix
+
+__all__ = [
+    "BOX_CLASSES",
+    "BoxShare",
+    "Labeller",
+    "SemanticKittiScores",
+    "box_shares",
+    "card_section",
+    "load_labeller",
+    "main",
+    "real_scan_figures",
+    "semantickitti_scores",
+]
+
+#: ``(N, 4)`` float32 points (x, y, z, intensity in the model's scale) → ``(N,)`` class ids.
+Labeller = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.integer[Any]]]
+
+#: KITTI box kinds scored by `box_shares`, and the nuScenes-lidarseg class each one's points should get.
+BOX_CLASSES: dict[str, str] = {"Car": "car", "Truck": "truck", "Pedestrian": "pedestrian"}
+
+
+@dataclass(frozen=True)
+class SemanticKittiScores:
+    """Figures over the scored points (ground truth mapped to a class the model has)."""
+
+    scans: tuple[str, ...]
+    mapping: ClassMapping
+    classes: tuple[str, ...]  # the mapping's target classes, in model order
+    iou: tuple[float, ...]  # NaN: the class is absent from the ground truth and the predictions
+    accuracy: tuple[float, ...]  # recall per class; NaN where absent
+    points: tuple[int, ...]  # ground-truth points per class
+    point_accuracy: float
+    scored_points: int
+    total_points: int
+
+    @property
+    def miou(self) -> float:
+        """Mean IoU over the mapped classes present in the ground truth or the predictions."""
+        present = [v for v in self.iou if not math.isnan(v)]
+        return float(np.mean(present)) if present else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scans": list(self.scans),
+            "mapping": self.mapping.describe(),
+            "miou": _none(self.miou),
+            "point_accuracy": _none(self.point_accuracy),
+            "scored_points": self.scored_points,
+            "total_points": self.total_points,
+            "classes": {
+                name: {"iou": _none(i), "accuracy": _none(a), "points": n}
+                for name, i, a, n in zip(self.classes, self.iou, self.accuracy, self.points, strict=True)
+            },
+        }
+
+
+@dataclass(frozen=True)
+class BoxShare:
+    """Points inside the ground-truth boxes of one kind, and how many got that kind's class."""
+
+    kind: str
+    target: str
+    boxes: int
+    points: int
+    correct: int
+    frames: tuple[str, ...]
+
+    @property
+    def share(self) -> float:
+        return self.correct / self.points if self.points else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "class": self.target,
+            "boxes": self.boxes,
+            "points": self.points,
+            "correct": self.correct,
+            "share": _none(self.share),
+            "frames": list(self.frames),
+        }
+
+
+def _none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _pct(value: float) -> str:
+    return "—" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def semantickitti_scores(
+    labeller: Labeller,
+    root: str | Path,
+    model_classes: ClassTable,
+    intensity_max: float,
+    sequences: Sequence[int] | None = None,
+    label_config: str | Path | None = None,
+) -> SemanticKittiScores:
+    """Score ``labeller`` on every labelled scan of ``root``'s sequences (all with labels by default).
+
+    Args:
+        labeller: the model (`load_labeller`), whose outputs index ``model_classes``.
+        root: the folder holding ``sequences/``.
+        model_classes: the model's class table; the ground truth is mapped into it.
+        intensity_max: the model's intensity scale (remission 0–1 is converted to it).
+        sequences: sequence numbers; default every sequence with a ``labels/`` folder.
+        label_config: ``semantic-kitti.yaml``; default ``root/semantic-kitti.yaml``.
+
+    Raises:
+        FileNotFoundError: no ``sequences/``, no label config, or no labelled scan.
+        ValueError: no mapping from SemanticKITTI's classes to the model's.
+    """
+    root = Path(root)
+    label_map = SemanticKittiLabelMap.from_yaml(label_config or root / "semantic-kitti.yaml")
+    mapping = class_mapping(SEMANTICKITTI, model_classes)
+    if not (root / "sequences").is_dir():
+        raise FileNotFoundError(f"{root}: no sequences/ folder (expected a SemanticKITTI root)")
+    folders = (
+        [root / "sequences" / f"{s:02d}" for s in sequences]
+        if sequences
+        else sorted(p for p in (root / "sequences").iterdir() if (p / "labels").is_dir())
+    )
+    pairs = []
+    for folder in folders:
+        if not (folder / "velodyne").is_dir():
+            raise FileNotFoundError(f"{folder}: no velodyne/ folder")
+        for scan in sorted((folder / "velodyne").glob("*.bin")):
+            label = folder / "labels" / f"{scan.stem}.label"
+            if label.is_file():  # an unlabelled scan has nothing to score
+                pairs.append((scan, label))
+    if not pairs:
+        raise FileNotFoundError(f"{root}: no scan with a labels/*.label file in {[f.name for f in folders]}")
+    k = len(model_classes)
+    matrix = ConfusionMatrix(k)
+    total = 0
+    for scan, label in pairs:
+        points = read_points(scan, PointFormat.KITTI, intensity_max)
+        raw = np.fromfile(label, dtype=np.uint32)
+        if raw.shape[0] != points.shape[0]:
+            raise ValueError(f"{label}: {raw.shape[0]} labels for {points.shape[0]} points in {scan}")
+        truth = mapping.apply(label_map.to_train(raw))
+        predicted = np.asarray(labeller(points), dtype=np.int64)
+        if predicted.shape != truth.shape:
+            raise ValueError(
+                f"the model gave {predicted.shape[0]} labels for {truth.shape[0]} points of {scan}"
+            )
+        matrix.update(torch.from_numpy(predicted), torch.from_numpy(truth))
+        total += int(points.shape[0])
+    counts = matrix.counts.double()
+    index = [model_classes.names.index(n) for n in mapping.targets]
+    tp = counts.diagonal()
+    truth_points = counts.sum(1)
+    predicted_points = counts.sum(0)
+    iou, accuracy, points_per_class = [], [], []
+    for c in index:
+        # Predictions count only on scored points (``ConfusionMatrix`` skips the ignore label).
+        union = truth_points[c] + predicted_points[c] - tp[c]
+        iou.append(float(tp[c] / union) if union > 0 else float("nan"))
+        accuracy.append(float(tp[c] / truth_points[c]) if truth_points[c] > 0 else float("nan"))
+        points_per_class.append(int(truth_points[c]))
+    scored = int(counts[1:].sum())
+    return SemanticKittiScores(
+        scans=tuple(f"{s.parent.parent.name}/{s.stem}" for s, _ in pairs),
+        mapping=mapping,
+        classes=mapping.targets,
+        iou=tuple(iou),
+        accuracy=tuple(accuracy),
+        points=tuple(points_per_class),
+        point_accuracy=float(tp[1:].sum() / scored) if scored else float("nan"),
+        scored_points=scored,
+        total_points=total,
+    )
+
+
+def box_shares(
+    labeller: Labeller, root: str | Path, model_classes: ClassTable, intensity_max: float
+) -> list[BoxShare]:
+    """For each kind of `BOX_CLASSES` with a class in ``model_classes``: the points inside its
+    ground-truth boxes over every frame of ``root`` (`training.data.kitti_objects.object_frames`)
+    and the share the model labels with that class. A point inside two boxes counts for each.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a KITTI object folder, or has no complete frame.
+    """
+    frames = object_frames(root)
+    if not frames:
+        raise FileNotFoundError(f"{root}: no frame with velodyne/, calib/ and label_2/ files")
+    kinds = {kind: target for kind, target in BOX_CLASSES.items() if target in model_classes.names}
+    boxes = dict.fromkeys(kinds, 0)
+    points = dict.fromkeys(kinds, 0)
+    correct = dict.fromkeys(kinds, 0)
+    seen: dict[str, list[str]] = {kind: [] for kind in kinds}
+    for frame in frames:
+        frame_boxes = [b for b in read_boxes(frame.labels) if b.kind in kinds]
+        if not frame_boxes:
+            continue
+        cloud = read_points(frame.scan, PointFormat.KITTI, intensity_max)
+        rect = KittiCalibration.read(frame.calibration).velo_to_rect(cloud[:, :3])
+        labels = np.asarray(labeller(cloud), dtype=np.int64)
+        for box in frame_boxes:
+            inside = points_in_box(rect, box)
+            target = model_classes.names.index(kinds[box.kind])
+            boxes[box.kind] += 1
+            points[box.kind] += int(inside.sum())
+            correct[box.kind] += int((labels[inside] == target).sum())
+            if frame.name not in seen[box.kind]:
+                seen[box.kind].append(frame.name)
+    return [
+        BoxShare(kind, kinds[kind], boxes[kind], points[kind], correct[kind], tuple(seen[kind]))
+        for kind in kinds
+    ]
+
+
+def load_labeller(model: str | Path, backend: str = "auto") -> tuple[Labeller, ModelConfig, str]:
+    """The model as a labeller, with its config and a one-line description.
+
+    An export folder runs exactly as the service runs it (`serve.model.load_model`: verified
+    manifest, ``backend``, nearest-in-crop fill); a checkpoint file runs its 3D encoder with the
+    ``torch`` backend through the same `serve.segmenter.Segmenter`.
+    """
+    from serve.backends import TorchBackend
+    from serve.model import load_model
+    from serve.segmenter import Segmenter
+    from serve.settings import ServeSettings
+
+    path = Path(model)
+    if path.is_dir():
+        loaded = load_model(ServeSettings(model=path, backend=backend))
+        segmenter = loaded.segmenter
+        what = f"export {path} (model {loaded.name}, backend {segmenter.backend.name})"
+    else:
+        from seg3d.checkpoint import load_checkpoint, load_encoder
+
+        checkpoint = load_checkpoint(path)
+        config = checkpoint.model_config
+        encoder = load_encoder(checkpoint, "table", fold=True)
+        segmenter = Segmenter(config, TorchBackend(encoder, config, "cpu", "torch"), max_points=10_000_000)
+        what = f"checkpoint {path} (mode {checkpoint.mode}, config {config.name})"
+    return (lambda points: segmenter.segment(points).labels), segmenter.config, what
+
+
+def real_scan_figures(
+    model: str | Path,
+    semantickitti: Path | None,
+    objects: Path | None,
+    backend: str = "auto",
+    sequences: Sequence[int] | None = None,
+    label_config: Path | None = None,
+) -> dict[str, Any]:
+    """Both yardsticks (each where its root is given) as JSON-ready figures: what ``--json`` writes
+    and a model card quotes (`card_section`)."""
+    labeller, config, what = load_labeller(model, backend)
+    figures: dict[str, Any] = {"model": what}
+    if semantickitti is not None:
+        figures["semantickitti"] = semantickitti_scores(
+            labeller, semantickitti, config.classes, config.input.intensity_max, sequences, label_config
+        ).as_dict()
+    if objects is not None:
+        shares = box_shares(labeller, objects, config.classes, config.input.intensity_max)
+        figures["kitti_boxes"] = [s.as_dict() for s in shares]
+    return figures
+
+
+def card_section(figures: dict[str, Any]) -> str:
+    """The "Real scans" section of a model card from `real_scan_figures`' output."""
+    lines = ["## Real scans (`python -m training.realscan`)", ""]
+    sk = figures.get("semantickitti")
+    if sk:
+        lines += [
+            f"SemanticKITTI {', '.join(sk['scans'])} ({sk['scored_points']:,} of {sk['total_points']:,} "
+            f"points scored), ground truth read in the model's classes: "
+            f"**mIoU {_pct_or_dash(sk['miou'])} %, point accuracy {_pct_or_dash(sk['point_accuracy'])} %**.",
+            "",
+            "| class | from SemanticKITTI | IoU % | accuracy % | points |",
+            "|---|---|---:|---:|---:|",
+        ]
+        sources = {line.split(" ← ")[0]: line.split(" ← ")[1] for line in sk["mapping"] if " ← " in line}
+        for name, c in sk["classes"].items():
+            lines.append(
+                f"| {name} | {sources.get(name, '')} | {_pct_or_dash(c['iou'])} | "
+                f"{_pct_or_dash(c['accuracy'])} | {c['points']:,} |"
+            )
+        ignored = [line for line in sk["mapping"] if line.startswith("ignored: ")]
+        if ignored:
+            lines += [
+                "",
+                f"Not scored ({ignored[0][len('ignored: ') :]}): no class of the model means the same.",
+            ]
+    boxes = figures.get("kitti_boxes")
+    if boxes:
+        lines += [
+            "",
+            "KITTI object frames: points inside ground-truth 3D boxes given the box's class.",
+            "",
+            "| box | class | boxes | points | share % |",
+            "|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {b['kind']} | {b['class']} | {b['boxes']} | {b['points']:,} | {_pct_or_dash(b['share'])} |"
+            for b in boxes
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _pct_or_dash(value: float | None) -> str:
+    return "—" if value is None else _pct(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.realscan",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", required=True, help="an export folder (manifest.json) or a checkpoint file"
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        help="backend for an export folder, as `python -m serve --backend` (default auto: the fastest)",
+    )
+    parser.add_argument(
+        "--semantickitti", type=Path, help="a SemanticKITTI root (sequences/, semantic-kitti.yaml)"
+    )
+    parser.add_argument(
+        "--sequences", type=int, nargs="+", help="SemanticKITTI sequences (default: every one with labels/)"
+    )
+    parser.add_argument(
+        "--label-config", type=Path, help="semantic-kitti.yaml (default ROOT/semantic-kitti.yaml)"
+    )
+    parser.add_argument(
+        "--kitti-objects", type=Path, help="a KITTI object folder (velodyne/, calib/, label_2/)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    semantickitti, objects = args.semantickitti, args.kitti_objects
+    if semantickitti is None and objects is None:
+        shared = real_data_dir()
+        if shared is None:
+            print(
+                "error: give --semantickitti and/or --kitti-objects (no shared real scans found: "
+                "set SEG3D_REAL_DATA)",
+                file=sys.stderr,
+            )
+            return 2
+        semantickitti, objects = shared / "semantickitti", shared / "kitti" / "object"
+    try:
+        figures = real_scan_figures(
+            args.model, semantickitti, objects, args.backend, args.sequences, args.label_config
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the model did not load: one line naming it and the cause
+        print(f"error: {args.model}: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(f"model: {figures['model']}\n")
+    print(card_section(figures))
+    if args.json:
+        write_atomic(args.json, json.dumps(figures, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
