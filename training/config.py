@@ -62,6 +62,17 @@ class DataConfig(_Strict):
     # Training-time augmentation (3D rotation/scale/flip/jitter, point dropout, image jitter and flip).
     # Off for overfit checks, where the network must see the very points it is scored on.
     augment: bool = True
+    # Per-cloud intensity randomisation (training.data.augment.IntensityAugment), after the 3D
+    # augmentation and only with ``augment``; off by default, which keeps 2DPASS's recipe and streams.
+    intensity_dropout: float = Field(0.0, ge=0, le=1)
+    intensity_scale: tuple[float, float] = (1.0, 1.0)
+
+    @field_validator("intensity_scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError(f"intensity_scale must be [low, high] with 0 <= low <= high, got {list(value)}")
+        return value
 
 
 class OptimConfig(_Strict):

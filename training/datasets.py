@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from training.config import TrainConfig
-from training.data.augment import Augment3D
+from training.data.augment import Augment3D, IntensityAugment
 from training.data.nuscenes import NuScenesDataset
 from training.data.semantickitti import SemanticKittiDataset, SemanticKittiLabelMap
 
@@ -30,6 +30,9 @@ def build_dataset(
     """
     data = config.data
     augment = training and data.augment
+    intensity = IntensityAugment(
+        data.intensity_dropout, data.intensity_scale, config.model.input.intensity_max
+    )
     if data.dataset == "nuscenes":
         options = data.nuscenes
         if split != "train":
@@ -44,6 +47,7 @@ def build_dataset(
             labelled=split != "test",
             seed=config.loop.seed,
             nusc=nusc,
+            intensity=intensity,
         )
     kitti = data.semantickitti
     label_path = Path(kitti.label_config)
@@ -58,6 +62,7 @@ def build_dataset(
         sequences=sequences,
         augment=Augment3D() if augment else None,
         seed=config.loop.seed,
+        intensity=intensity,
     )
 
 

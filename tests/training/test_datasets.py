@@ -32,6 +32,14 @@ def test_augment_switch_semantickitti(kitti: TrainConfig, semantickitti_root: Pa
     torch.testing.assert_close(plain.points, evaluation.points)
     assert augmented.points.shape == evaluation.points.shape
     assert not torch.allclose(augmented.points[:, :3], evaluation.points[:, :3])
+    # The intensity switch changes the intensity column alone and leaves the 3D draws as they were.
+    dark = build_dataset(_with(kitti, intensity_dropout=1.0), semantickitti_root, "train", training=True)[0]
+    torch.testing.assert_close(dark.points[:, :3], augmented.points[:, :3])
+    assert bool((dark.points[:, 3] == 0).all()) and bool((augmented.points[:, 3] > 0).any())
+    with pytest.raises(ValueError, match="0 <= low <= high"):
+        TrainConfig.model_validate(
+            {**kitti.model_dump(), "data": {**kitti.data.model_dump(), "intensity_scale": (2, 1)}}
+        )
 
 
 def test_augment_switch_nuscenes(synthetic_nuscenes: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Augment3D", "PointDropout"]
+__all__ = ["Augment3D", "IntensityAugment", "PointDropout"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,32 @@ class PointDropout:
         ratio = float(torch.rand((), generator=generator)) * self.max_ratio
         dropped = torch.rand(count, generator=generator) < ratio
         return source.masked_fill_(dropped, 0)
+
+
+@dataclass(frozen=True)
+class IntensityAugment:
+    """Per-cloud intensity randomisation, so that a model cannot key on one sensor's intensities.
+
+    With probability ``drop`` the cloud's intensity column becomes 0 (a sensor without intensity);
+    otherwise it is multiplied by one ``s ~ U[scale_range]`` and clipped to ``[0, intensity_max]``
+    (another sensor's calibration). The synthetic generator gives each material its own intensity,
+    which the bundled model learned as a class cue: on real scans its labels follow the intensity
+    scale more than the shape (`training.realscan`).
+    """
+
+    drop: float = 0.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    intensity_max: float = 255.0
+
+    @property
+    def active(self) -> bool:
+        return self.drop > 0 or self.scale_range != (1.0, 1.0)
+
+    def __call__(self, points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A copy of ``(N, ≥4)`` points with column 3 randomised; two draws from ``generator``."""
+        out = points.clone()
+        dropped = float(torch.rand((), generator=generator)) < self.drop
+        low, high = self.scale_range
+        scale = low + (high - low) * float(torch.rand((), generator=generator))
+        out[:, 3] = 0.0 if dropped else (out[:, 3] * scale).clamp_(0.0, self.intensity_max)
+        return out

@@ -36,7 +36,7 @@ from seg3d.classes import NUSCENES_INTEREST_CATEGORIES, NUSCENES_RAW_CLASSES, nu
 from seg3d.config import ModelConfig
 from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask
-from training.data.augment import Augment3D, PointDropout
+from training.data.augment import Augment3D, IntensityAugment, PointDropout
 from training.data.image import ImageTransform, load_image
 from training.data.nuscenes_geometry import (
     Box2D,
@@ -246,6 +246,8 @@ class NuScenesDataset(Dataset[LidarSample]):
         seed: seed of the per-sample streams (sample ``i`` of epoch ``e`` uses ``seed + e·len + i``):
             camera choice, dropout, augmentation.
         nusc: an already loaded ``nuscenes.NuScenes`` of this root and version, to share one.
+        intensity: intensity randomisation after the 3D augmentation (training only; its draws
+            come last in the sample's stream).
 
     Raises:
         FileNotFoundError: the root is not a nuScenes layout (naming what is missing).
@@ -261,6 +263,7 @@ class NuScenesDataset(Dataset[LidarSample]):
         labelled: bool = True,
         seed: int = 0,
         nusc: Any = None,
+        intensity: IntensityAugment | None = None,
     ) -> None:
         from nuscenes.utils.splits import create_splits_scenes
 
@@ -303,6 +306,7 @@ class NuScenesDataset(Dataset[LidarSample]):
             self._index_sample(nusc, s, scene) for scene in scenes for s in _scene_samples(nusc, scene)
         ]
         self.augment = Augment3D() if training else None
+        self.intensity = intensity if training and intensity is not None and intensity.active else None
         self.dropout = PointDropout(options.point_dropout) if training else None
         self.image_transform = (
             ImageTransform(size=options.image_size)
@@ -411,6 +415,8 @@ class NuScenesDataset(Dataset[LidarSample]):
         views = self._views(record, cameras, points[:, :3].numpy(), generator)
         if self.augment is not None:
             points = self.augment(points, generator)
+        if self.intensity is not None:
+            points = self.intensity(points, generator)
         return LidarSample(
             name=record.token,
             points=points,

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from seg3d.config import ModelConfig
 from seg3d.points import PointFormat, read_points
 from seg3d.preprocess import crop_mask
-from training.data.augment import Augment3D
+from training.data.augment import Augment3D, IntensityAugment
 from training.data.sample import LidarSample
 
 __all__ = ["SemanticKittiDataset", "SemanticKittiLabelMap"]
@@ -106,6 +106,7 @@ class SemanticKittiDataset(Dataset[LidarSample]):
         sequences: explicit sequence numbers instead of a split.
         labelled: read labels (every scan must have one) or not (test split, inference).
         augment: 3D augmentation for training; None for evaluation.
+        intensity: intensity randomisation after ``augment`` (only with it).
         seed: seed of the augmentation stream (sample ``i`` of epoch ``e`` uses ``seed + e·len + i``).
 
     Raises:
@@ -123,12 +124,16 @@ class SemanticKittiDataset(Dataset[LidarSample]):
         labelled: bool = True,
         augment: Augment3D | None = None,
         seed: int = 0,
+        intensity: IntensityAugment | None = None,
     ) -> None:
         self.root = Path(root)
         self.label_map = label_map
         self.config = config
         self.labelled = labelled
         self.augment = augment
+        self.intensity = (
+            intensity if augment is not None and intensity is not None and intensity.active else None
+        )
         self.seed = seed
         self.epoch = 0
         if tuple(config.class_names) != label_map.class_names:
@@ -198,6 +203,8 @@ class SemanticKittiDataset(Dataset[LidarSample]):
         if self.augment is not None:
             generator = torch.Generator().manual_seed(self.seed + self.epoch * len(self) + index)
             points = self.augment(points, generator)
+            if self.intensity is not None:
+                points = self.intensity(points, generator)
         return LidarSample(
             name=f"{scan_path.parent.parent.name}/{scan_path.stem}",
             points=points,

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from training.data.augment import Augment3D, PointDropout
+from training.data.augment import Augment3D, IntensityAugment, PointDropout
 
 
 def test_dropout_keeps_the_count_and_copies_point_zero() -> None:
@@ -38,3 +38,23 @@ def test_augmentation_is_seeded_and_a_similarity_in_xy() -> None:
     identity = Augment3D(rotate=False, flip=False, scale_range=(1.0, 1.0), translate_std=0.0)
     assert torch.allclose(identity(points, torch.Generator()), points)
     assert not math.isclose(float(a[0, 0]), float(points[0, 0]))
+
+
+def test_intensity_augment_drops_or_rescales_a_whole_cloud() -> None:
+    points = torch.rand(500, 4, generator=torch.Generator().manual_seed(0)) * 200
+    assert not IntensityAugment().active
+    jitter = IntensityAugment(drop=0.3, scale_range=(0.5, 2.0), intensity_max=255.0)
+    dropped = scaled = 0
+    for seed in range(200):
+        out = jitter(points, torch.Generator().manual_seed(seed))
+        assert torch.equal(out[:, :3], points[:, :3])
+        assert torch.equal(out, jitter(points, torch.Generator().manual_seed(seed)))  # seeded
+        if bool((out[:, 3] == 0).all()):
+            dropped += 1
+            continue
+        scaled += 1
+        unclipped = out[:, 3] < 255.0
+        ratio = out[unclipped, 3] / points[unclipped, 3]
+        assert float(ratio.std()) < 1e-4 and 0.5 <= float(ratio.mean()) <= 2.0  # one factor per cloud
+        assert float(out[:, 3].max()) <= 255.0
+    assert 40 <= dropped <= 80 and scaled == 200 - dropped  # p = 0.3 of 200
