@@ -153,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     shared = real_data_dir()
     if shared is not None:
         figures["real_scans"] = real_scan_figures(
-            args.out, shared / "semantickitti", shared / "kitti" / "object", backend="torch"
+            args.out,
+            shared / "semantickitti",
+            shared / "kitti" / "object",
+            backend="torch",
+            squeezeseg=sorted((shared / "kitti_squeezeseg").glob("*.npy")),
         )
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
     write_atomic(args.out / "MODEL_CARD.md", _card(recorded["run"], figures, log))

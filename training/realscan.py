@@ -14,7 +14,8 @@ point of each scan. Two yardsticks, each optional:
   mapped class the model predicts on a scan that has none scores 0).
 - **KITTI object frames** (``--kitti-objects DIR``, ``velodyne`` + ``calib`` + ``label_2``): the share
   of the points inside each kind of ground-truth box (Car, Truck, Pedestrian) that the model gives
-  that kind's class.
+  that kind's class; the same for SqueezeSeg's KITTI frames (``--squeezeseg FILE.npy``), whose
+  per-point labels its authors made from KITTI's 3D boxes (front 90° of the scan only).
 
 Without either option both run on the shared real scans (``$SEG3D_REAL_DATA`` or
 ``../shared/data/real``). ``--json FILE`` writes the figures. Every point of a scan gets a label
@@ -41,7 +42,7 @@ from seg3d.classes import SEMANTICKITTI, ClassMapping, ClassTable, class_mapping
 from seg3d.config import ModelConfig
 from seg3d.helptext import plain
 from seg3d.io import write_atomic
-from seg3d.points import PointFormat, read_points
+from seg3d.points import PointFormat, read_points, to_model_intensity
 from seg3d.scans import real_data_dir
 from training.data.kitti_objects import KittiCalibration, object_frames, points_in_box, read_boxes
 from training.data.semantickitti import SemanticKittiLabelMap
@@ -49,6 +50,7 @@ from training.metrics import ConfusionMatrix
 
 __all__ = [
     "BOX_CLASSES",
+    "SQUEEZESEG_KINDS",
     "BoxShare",
     "Labeller",
     "SemanticKittiScores",
@@ -58,6 +60,7 @@ __all__ = [
     "main",
     "real_scan_figures",
     "semantickitti_scores",
+    "squeezeseg_shares",
 ]
 
 #: ``(N, 4)`` float32 points (x, y, z, intensity in the model's scale) → ``(N,)`` class ids.
@@ -65,6 +68,8 @@ Labeller = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.integer[Any]]]
 
 #: KITTI box kinds scored by `box_shares`, and the nuScenes-lidarseg class each one's points should get.
 BOX_CLASSES: dict[str, str] = {"Car": "car", "Truck": "truck", "Pedestrian": "pedestrian"}
+#: SqueezeSeg's point labels (made by its authors from KITTI's 3D boxes) → the KITTI box kind.
+SQUEEZESEG_KINDS: dict[int, str] = {1: "Car", 2: "Pedestrian"}
 
 
 @dataclass(frozen=True)
@@ -108,10 +113,11 @@ class BoxShare:
 
     kind: str
     target: str
-    boxes: int
+    boxes: int | None  # None: the source gives per-point box labels, not boxes
     points: int
     correct: int
     frames: tuple[str, ...]
+    source: str = "KITTI object boxes"
 
     @property
     def share(self) -> float:
@@ -119,6 +125,7 @@ class BoxShare:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "source": self.source,
             "kind": self.kind,
             "class": self.target,
             "boxes": self.boxes,
@@ -260,6 +267,44 @@ def box_shares(
     ]
 
 
+def squeezeseg_shares(
+    labeller: Labeller, files: Sequence[Path], model_classes: ClassTable, intensity_max: float
+) -> list[BoxShare]:
+    """`box_shares` for SqueezeSeg's KITTI frames: ``(64, 512, 6)`` float32 front-view projections
+    (x, y, z, remission 0–1, range, label) whose labels mark the points inside KITTI's 3D boxes
+    (1 car, 2 pedestrian, 3 cyclist). The cells with a return (range > 0) are the cloud; the model
+    sees only that front 90° of the scan.
+
+    Raises:
+        ValueError: an array of another shape.
+    """
+    kinds = {v: k for v, k in SQUEEZESEG_KINDS.items() if BOX_CLASSES[k] in model_classes.names}
+    points = dict.fromkeys(kinds, 0)
+    correct = dict.fromkeys(kinds, 0)
+    seen: dict[int, list[str]] = {v: [] for v in kinds}
+    for path in files:
+        grid = np.load(path)
+        if grid.ndim != 3 or grid.shape[2] != 6:
+            raise ValueError(f"{path}: shape {grid.shape}, a SqueezeSeg frame is (H, W, 6)")
+        cells = grid[grid[..., 4] > 0]
+        cloud = np.ascontiguousarray(cells[:, :4], dtype=np.float32)
+        cloud[:, 3] = to_model_intensity(cloud[:, 3], 1.0, intensity_max)
+        labels = np.asarray(labeller(cloud), dtype=np.int64)
+        for value in kinds:
+            inside = cells[:, 5] == value
+            if inside.any():
+                target = model_classes.names.index(BOX_CLASSES[kinds[value]])
+                points[value] += int(inside.sum())
+                correct[value] += int((labels[inside] == target).sum())
+                seen[value].append(path.stem)
+    return [
+        BoxShare(
+            kinds[v], BOX_CLASSES[kinds[v]], None, points[v], correct[v], tuple(seen[v]), "SqueezeSeg labels"
+        )
+        for v in kinds
+    ]
+
+
 def load_labeller(model: str | Path, backend: str = "auto") -> tuple[Labeller, ModelConfig, str]:
     """The model as a labeller, with its config and a one-line description.
 
@@ -295,6 +340,7 @@ def real_scan_figures(
     backend: str = "auto",
     sequences: Sequence[int] | None = None,
     label_config: Path | None = None,
+    squeezeseg: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Both yardsticks (each where its root is given) as JSON-ready figures: what ``--json`` writes
     and a model card quotes (`card_section`)."""
@@ -304,8 +350,12 @@ def real_scan_figures(
         figures["semantickitti"] = semantickitti_scores(
             labeller, semantickitti, config.classes, config.input.intensity_max, sequences, label_config
         ).as_dict()
+    shares = []
     if objects is not None:
-        shares = box_shares(labeller, objects, config.classes, config.input.intensity_max)
+        shares += box_shares(labeller, objects, config.classes, config.input.intensity_max)
+    if squeezeseg:
+        shares += squeezeseg_shares(labeller, squeezeseg, config.classes, config.input.intensity_max)
+    if shares:
         figures["kitti_boxes"] = [s.as_dict() for s in shares]
     return figures
 
@@ -339,13 +389,15 @@ def card_section(figures: dict[str, Any]) -> str:
     if boxes:
         lines += [
             "",
-            "KITTI object frames: points inside ground-truth 3D boxes given the box's class.",
+            "KITTI frames: points inside ground-truth 3D boxes given the box's class (object frames: "
+            "the boxes of label_2; SqueezeSeg: its per-point labels made from KITTI's boxes).",
             "",
-            "| box | class | boxes | points | share % |",
-            "|---|---|---:|---:|---:|",
+            "| source | box | class | boxes | points | share % |",
+            "|---|---|---|---:|---:|---:|",
         ]
         lines += [
-            f"| {b['kind']} | {b['class']} | {b['boxes']} | {b['points']:,} | {_pct_or_dash(b['share'])} |"
+            f"| {b.get('source', 'KITTI object boxes')} | {b['kind']} | {b['class']} | "
+            f"{'—' if b['boxes'] is None else b['boxes']} | {b['points']:,} | {_pct_or_dash(b['share'])} |"
             for b in boxes
         ]
     return "\n".join(lines) + "\n"
@@ -381,14 +433,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kitti-objects", type=Path, help="a KITTI object folder (velodyne/, calib/, label_2/)"
     )
+    parser.add_argument(
+        "--squeezeseg",
+        type=Path,
+        nargs="+",
+        help="SqueezeSeg KITTI frames (.npy, 64x512x6 with per-point labels made from KITTI's 3D boxes)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    semantickitti, objects = args.semantickitti, args.kitti_objects
-    if semantickitti is None and objects is None:
+    semantickitti, objects, squeezeseg = args.semantickitti, args.kitti_objects, list(args.squeezeseg or [])
+    if semantickitti is None and objects is None and not squeezeseg:
         shared = real_data_dir()
         if shared is None:
             print(
@@ -398,9 +456,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         semantickitti, objects = shared / "semantickitti", shared / "kitti" / "object"
+        squeezeseg = sorted((shared / "kitti_squeezeseg").glob("*.npy"))
     try:
         figures = real_scan_figures(
-            args.model, semantickitti, objects, args.backend, args.sequences, args.label_config
+            args.model, semantickitti, objects, args.backend, args.sequences, args.label_config, squeezeseg
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -61,7 +61,9 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             out.mkdir(parents=True, exist_ok=True)
             (out / "manifest.json").write_text("{}")
 
-    def score(model: Path, semantickitti: Path, objects: Path, backend: str = "auto") -> dict[str, object]:
+    def score(
+        model: Path, semantickitti: Path, objects: Path, backend: str, squeezeseg: list[Path]
+    ) -> dict[str, object]:
         assert (model / "manifest.json").is_file()  # the export just written is what is scored
         assert semantickitti.name == "semantickitti" and objects.parts[-2:] == ("kitti", "object")
         return {"model": str(model), "kitti_boxes": [REAL_BOX]}
@@ -108,7 +110,7 @@ def test_reuse_is_checked_against_the_recorded_recipe(
     card = (out / "MODEL_CARD.md").read_text()
     assert "python -m training.demo --scenes 2 --samples-per-scene 1 --seed 0 --max-steps 3" in card
     assert "3 optimiser steps (budget 3)" in card
-    assert "## Real scans" in card and "| Car | car | 2 | 40 | 75.0 |" in card
+    assert "## Real scans" in card and "| KITTI object boxes | Car | car | 2 | 40 | 75.0 |" in card
     assert json.loads((out / "metrics.json").read_text())["real_scans"]["kitti_boxes"] == [REAL_BOX]
 
     # The same recipe: the data set and the run are reused (an interrupted rebuild continues).

@@ -14,7 +14,7 @@ import pytest
 from seg3d.classes import NUSCENES_LIDARSEG, SEMANTICKITTI_TO_NUSCENES
 from seg3d.scans import real_data_dir
 from training.data.semantickitti import SemanticKittiLabelMap
-from training.realscan import box_shares, card_section, main, semantickitti_scores
+from training.realscan import box_shares, card_section, main, semantickitti_scores, squeezeseg_shares
 
 REAL = real_data_dir()
 needs_real = pytest.mark.skipif(REAL is None, reason="real scans not found (../shared/data/real)")
@@ -84,7 +84,31 @@ def test_box_shares_count_the_points_inside_each_box(tmp_path: Path) -> None:
     assert (shares["Truck"].points, math.isnan(shares["Truck"].share)) == (0, True)
     assert shares["Pedestrian"].boxes == 0
     figures = {"kitti_boxes": [s.as_dict() for s in shares.values()]}
-    assert "| Car | car | 1 | 5 | 60.0 |" in card_section(figures)
+    assert "| KITTI object boxes | Car | car | 1 | 5 | 60.0 |" in card_section(figures)
+
+
+def test_squeezeseg_shares_read_the_cells_with_a_return(tmp_path: Path) -> None:
+    grid = np.zeros((2, 3, 6), dtype=np.float32)
+    # x, y, z, remission, range, label: three car cells, one background cell, two empty cells
+    grid[0, 0] = [10, 0, -1, 0.5, 10, 1]
+    grid[0, 1] = [10, 1, -1, 0.5, 10, 1]
+    grid[0, 2] = [10, 2, -1, 0.5, 10, 1]
+    grid[1, 0] = [20, 0, -1, 0.2, 20, 0]
+    path = tmp_path / "frame.npy"
+    np.save(path, grid)
+    seen = []
+
+    def labeller(points: np.ndarray) -> np.ndarray:
+        seen.append(points)
+        return _ids("car", "car", "terrain", "car")
+
+    (car, pedestrian) = squeezeseg_shares(labeller, [path], NUSCENES_LIDARSEG, 255.0)
+    assert seen[0].shape == (4, 4) and seen[0][0, 3] == pytest.approx(127.5)  # remission in the model's scale
+    assert (car.kind, car.points, car.correct, car.boxes, car.frames) == ("Car", 3, 2, None, ("frame",))
+    assert (pedestrian.points, math.isnan(pedestrian.share)) == (0, True)
+    assert "| SqueezeSeg labels | Car | car | — | 3 | 66.7 |" in card_section(
+        {"kitti_boxes": [car.as_dict()]}
+    )
 
 
 @needs_real
