@@ -202,28 +202,22 @@ def semantickitti_scores(
             )
         matrix.update(torch.from_numpy(predicted), torch.from_numpy(truth))
         total += int(points.shape[0])
-    counts = matrix.counts.double()
+    # IoU by `ConfusionMatrix.report`'s rule (predictions count on scored points only); the
+    # mapping's targets are the classes scored, in model order.
+    report = matrix.report(model_classes.names)
     index = [model_classes.names.index(n) for n in mapping.targets]
-    tp = counts.diagonal()
+    counts = matrix.counts.double()
     truth_points = counts.sum(1)
-    predicted_points = counts.sum(0)
-    iou, accuracy, points_per_class = [], [], []
-    for c in index:
-        # Predictions count only on scored points (``ConfusionMatrix`` skips the ignore label).
-        union = truth_points[c] + predicted_points[c] - tp[c]
-        iou.append(float(tp[c] / union) if union > 0 else float("nan"))
-        accuracy.append(float(tp[c] / truth_points[c]) if truth_points[c] > 0 else float("nan"))
-        points_per_class.append(int(truth_points[c]))
-    scored = int(counts[1:].sum())
+    accuracy = [float(counts[c, c] / truth_points[c]) if truth_points[c] > 0 else float("nan") for c in index]
     return SemanticKittiScores(
         scans=tuple(f"{s.parent.parent.name}/{s.stem}" for s, _ in pairs),
         mapping=mapping,
         classes=mapping.targets,
-        iou=tuple(iou),
+        iou=tuple(report.iou[c - 1] for c in index),
         accuracy=tuple(accuracy),
-        points=tuple(points_per_class),
-        point_accuracy=float(tp[1:].sum() / scored) if scored else float("nan"),
-        scored_points=scored,
+        points=tuple(int(truth_points[c]) for c in index),
+        point_accuracy=report.accuracy,
+        scored_points=int(counts[1:].sum()),
         total_points=total,
     )
 
