@@ -17,10 +17,10 @@ point of each scan. Two yardsticks, each optional:
   that kind's class; the same for SqueezeSeg's KITTI frames (``--squeezeseg FILE.npy``), whose
   per-point labels its authors made from KITTI's 3D boxes (front 90° of the scan only).
 
-Without either option both run on the shared real scans (``$SEG3D_REAL_DATA`` or
-``../shared/data/real``). ``--json FILE`` writes the figures. Every point of a scan gets a label
-(points outside the model's crop take their nearest in-crop label, as in the service), and scores
-count every point.
+Without ``--semantickitti``, ``--kitti-objects`` or ``--squeezeseg``, all three run on the shared
+real scans (``$SEG3D_REAL_DATA`` or ``../shared/data/real``). ``--json FILE`` writes the figures.
+Every point of a scan gets a label (points outside the model's crop take their nearest in-crop
+label, as in the service), and scores count every point.
 """
 
 from __future__ import annotations
@@ -444,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         shared = real_data_dir()
         if shared is None:
             print(
-                "error: give --semantickitti and/or --kitti-objects (no shared real scans found: "
-                "set SEG3D_REAL_DATA)",
+                "error: give --semantickitti, --kitti-objects or --squeezeseg (no shared real scans "
+                "found: set SEG3D_REAL_DATA)",
                 file=sys.stderr,
             )
             return 2
