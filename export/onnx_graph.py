@@ -235,7 +235,7 @@ class _EncoderGraph:
             for t, source in zip(NON_CENTRE_TAPS, sources, strict=True)
         ]
         # The zero row the sum tables pad with rides in the same Concat: one copy of the
-        # contributions, not two (the copies are a third of this graph's data movement).
+        # contributions, not two (Concat was a quarter of the full-width graph's data movement).
         every = g.op("Concat", [*contributions, g.zero_row(c_out, g.dtype)], axis=0)  # [R + 1, C_out]
         summed = self.row_sum(g.cast(every, TensorProto.FLOAT) if fp16 else every, sums, c_out)
         centre_matrix = kernel[len(kernel) // 2]
