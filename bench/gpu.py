@@ -315,20 +315,9 @@ def spconv_parity(config_name: str, iterations: int) -> dict[str, Any]:
     with torch.inference_mode():
         a, b = table(inputs), reference(inputs)
     agreement = float((a.argmax(1) == b.argmax(1)).float().mean())
-
-    def forward_ms(model: torch.nn.Module) -> float:
-        """Median fp32 forward time over ``iterations`` runs after one untimed run."""
-        times = []
-        with torch.inference_mode():
-            model(inputs)
-            for _ in range(iterations):
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                model(inputs)
-                torch.cuda.synchronize()
-                times.append((time.perf_counter() - start) * 1e3)
-        return round(statistics.median(times), 2)
-
+    with torch.inference_mode():
+        spconv_ms = _ms(lambda: reference(inputs), iterations, "cuda")
+        table_ms = _ms(lambda: table(inputs), iterations, "cuda")
     return {
         "ok": agreement >= AGREEMENT_MIN["fp32"],
         "cloud": source,
@@ -337,8 +326,8 @@ def spconv_parity(config_name: str, iterations: int) -> dict[str, Any]:
         "max_abs_diff": float((a - b).abs().max()),
         "max_abs_logit": float(b.abs().max()),
         # TF32 as the process has it (off in this script): both backends in true fp32.
-        "forward_ms_spconv": forward_ms(reference),
-        "forward_ms_table": forward_ms(table),
+        "forward_ms_spconv": spconv_ms,
+        "forward_ms_table": table_ms,
     }
 
 
