@@ -306,7 +306,7 @@ class NuScenesDataset(Dataset[LidarSample]):
             self._index_sample(nusc, s, scene) for scene in scenes for s in _scene_samples(nusc, scene)
         ]
         self.augment = Augment3D() if training else None
-        self.intensity = intensity if training and intensity is not None and intensity.active else None
+        self.intensity = intensity if training else None
         self.dropout = PointDropout(options.point_dropout) if training else None
         self.image_transform = (
             ImageTransform(size=options.image_size)

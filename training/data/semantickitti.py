@@ -131,9 +131,7 @@ class SemanticKittiDataset(Dataset[LidarSample]):
         self.config = config
         self.labelled = labelled
         self.augment = augment
-        self.intensity = (
-            intensity if augment is not None and intensity is not None and intensity.active else None
-        )
+        self.intensity = intensity if augment is not None else None
         self.seed = seed
         self.epoch = 0
         if tuple(config.class_names) != label_map.class_names:
