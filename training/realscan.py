@@ -30,7 +30,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ class BoxShare:
     points: int
     correct: int
     frames: tuple[str, ...]
-    source: str = "KITTI object boxes"
+    source: str  # KITTI object boxes, or SqueezeSeg labels
 
     @property
     def share(self) -> float:
@@ -134,6 +134,28 @@ class BoxShare:
             "share": _none(self.share),
             "frames": list(self.frames),
         }
+
+
+@dataclass
+class _Tally:
+    """Running counts of one box kind over the frames of a source."""
+
+    target: int  # the model class the kind's points should get
+    boxes: int = 0
+    points: int = 0
+    correct: int = 0
+    frames: list[str] = field(default_factory=list)
+
+    def add(self, inside: npt.NDArray[np.bool_], labels: npt.NDArray[np.int64], frame: str) -> None:
+        self.points += int(inside.sum())
+        self.correct += int((labels[inside] == self.target).sum())
+        if frame not in self.frames:
+            self.frames.append(frame)
+
+    def share(self, kind: str, model_classes: ClassTable, source: str, boxes: bool = True) -> BoxShare:
+        name = model_classes.names[self.target]
+        frames = tuple(self.frames)
+        return BoxShare(kind, name, self.boxes if boxes else None, self.points, self.correct, frames, source)
 
 
 def _none(value: float) -> float | None:
@@ -235,30 +257,22 @@ def box_shares(
     frames = object_frames(root)
     if not frames:
         raise FileNotFoundError(f"{root}: no frame with velodyne/, calib/ and label_2/ files")
-    kinds = {kind: target for kind, target in BOX_CLASSES.items() if target in model_classes.names}
-    boxes = dict.fromkeys(kinds, 0)
-    points = dict.fromkeys(kinds, 0)
-    correct = dict.fromkeys(kinds, 0)
-    seen: dict[str, list[str]] = {kind: [] for kind in kinds}
+    tallies = {
+        kind: _Tally(model_classes.names.index(target))
+        for kind, target in BOX_CLASSES.items()
+        if target in model_classes.names
+    }
     for frame in frames:
-        frame_boxes = [b for b in read_boxes(frame.labels) if b.kind in kinds]
+        frame_boxes = [b for b in read_boxes(frame.labels) if b.kind in tallies]
         if not frame_boxes:
             continue
         cloud = read_points(frame.scan, PointFormat.KITTI, intensity_max)
         rect = KittiCalibration.read(frame.calibration).velo_to_rect(cloud[:, :3])
         labels = np.asarray(labeller(cloud), dtype=np.int64)
         for box in frame_boxes:
-            inside = points_in_box(rect, box)
-            target = model_classes.names.index(kinds[box.kind])
-            boxes[box.kind] += 1
-            points[box.kind] += int(inside.sum())
-            correct[box.kind] += int((labels[inside] == target).sum())
-            if frame.name not in seen[box.kind]:
-                seen[box.kind].append(frame.name)
-    return [
-        BoxShare(kind, kinds[kind], boxes[kind], points[kind], correct[kind], tuple(seen[kind]))
-        for kind in kinds
-    ]
+            tallies[box.kind].boxes += 1
+            tallies[box.kind].add(points_in_box(rect, box), labels, frame.name)
+    return [t.share(kind, model_classes, "KITTI object boxes") for kind, t in tallies.items()]
 
 
 def squeezeseg_shares(
@@ -272,10 +286,11 @@ def squeezeseg_shares(
     Raises:
         ValueError: an array of another shape.
     """
-    kinds = {v: k for v, k in SQUEEZESEG_KINDS.items() if BOX_CLASSES[k] in model_classes.names}
-    points = dict.fromkeys(kinds, 0)
-    correct = dict.fromkeys(kinds, 0)
-    seen: dict[int, list[str]] = {v: [] for v in kinds}
+    tallies = {
+        value: _Tally(model_classes.names.index(BOX_CLASSES[kind]))
+        for value, kind in SQUEEZESEG_KINDS.items()
+        if BOX_CLASSES[kind] in model_classes.names
+    }
     for path in files:
         grid = np.load(path)
         if grid.ndim != 3 or grid.shape[2] != 6:
@@ -284,18 +299,13 @@ def squeezeseg_shares(
         cloud = np.ascontiguousarray(cells[:, :4], dtype=np.float32)
         cloud[:, 3] = to_model_intensity(cloud[:, 3], 1.0, intensity_max)
         labels = np.asarray(labeller(cloud), dtype=np.int64)
-        for value in kinds:
+        for value, tally in tallies.items():
             inside = cells[:, 5] == value
             if inside.any():
-                target = model_classes.names.index(BOX_CLASSES[kinds[value]])
-                points[value] += int(inside.sum())
-                correct[value] += int((labels[inside] == target).sum())
-                seen[value].append(path.stem)
+                tally.add(inside, labels, path.stem)
     return [
-        BoxShare(
-            kinds[v], BOX_CLASSES[kinds[v]], None, points[v], correct[v], tuple(seen[v]), "SqueezeSeg labels"
-        )
-        for v in kinds
+        t.share(SQUEEZESEG_KINDS[value], model_classes, "SqueezeSeg labels", boxes=False)
+        for value, t in tallies.items()
     ]
 
 
@@ -390,7 +400,7 @@ def card_section(figures: dict[str, Any]) -> str:
             "|---|---|---|---:|---:|---:|",
         ]
         lines += [
-            f"| {b.get('source', 'KITTI object boxes')} | {b['kind']} | {b['class']} | "
+            f"| {b['source']} | {b['kind']} | {b['class']} | "
             f"{'—' if b['boxes'] is None else b['boxes']} | {b['points']:,} | {_pct_or_dash(b['share'])} |"
             for b in boxes
         ]

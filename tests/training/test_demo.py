@@ -76,6 +76,7 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 REAL_BOX = {
+    "source": "KITTI object boxes",
     "kind": "Car",
     "class": "car",
     "boxes": 2,
