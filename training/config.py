@@ -66,12 +66,23 @@ class DataConfig(_Strict):
     # augmentation and only with ``augment``; off by default, which keeps 2DPASS's recipe and streams.
     intensity_dropout: float = Field(0.0, ge=0, le=1)
     intensity_scale: tuple[float, float] = (1.0, 1.0)
+    # Each class's intensity times its own log-uniform factor in this range (per cloud).
+    intensity_class_scale: tuple[float, float] = (1.0, 1.0)
 
     @field_validator("intensity_scale")
     @classmethod
     def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not 0 <= value[0] <= value[1]:
             raise ValueError(f"intensity_scale must be [low, high] with 0 <= low <= high, got {list(value)}")
+        return value
+
+    @field_validator("intensity_class_scale")
+    @classmethod
+    def _class_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError(
+                f"intensity_class_scale must be [low, high] with 0 < low <= high, got {list(value)}"
+            )
         return value
 
 

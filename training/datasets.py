@@ -30,7 +30,12 @@ def build_dataset(
     """
     data = config.data
     augment = training and data.augment
-    jitter = IntensityAugment(data.intensity_dropout, data.intensity_scale, config.model.input.intensity_max)
+    jitter = IntensityAugment(
+        data.intensity_dropout,
+        data.intensity_scale,
+        config.model.input.intensity_max,
+        data.intensity_class_scale,
+    )
     intensity = jitter if jitter.active else None  # off: no per-sample copy of the cloud
     if data.dataset == "nuscenes":
         options = data.nuscenes

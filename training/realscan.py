@@ -18,7 +18,10 @@ point of each scan. Two yardsticks, each optional:
   per-point labels its authors made from KITTI's 3D boxes (front 90° of the scan only).
 
 Without ``--semantickitti``, ``--kitti-objects`` or ``--squeezeseg``, all three run on the shared
-real scans (``$SEG3D_REAL_DATA`` or ``../shared/data/real``). ``--json FILE`` writes the figures.
+real scans (``$SEG3D_REAL_DATA`` or ``../shared/data/real``). ``--json FILE`` writes the figures;
+``--pictures DIR`` writes bird's-eye PNGs (`seg3d.birdseye`) of the first labelled SemanticKITTI scan
+as the model labels it and as its mapped ground truth, and of a real nuScenes sweep (``--nuscenes
+SWEEP``, default the first shared one) as the model labels it.
 Every point of a scan gets a label (points outside the model's crop take their nearest in-crop
 label, as in the service), and scores count every point.
 """
@@ -38,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from seg3d.birdseye import birdseye, write_png
 from seg3d.classes import SEMANTICKITTI, ClassMapping, ClassTable, class_mapping
 from seg3d.config import ModelConfig
 from seg3d.helptext import plain
@@ -54,12 +58,14 @@ __all__ = [
     "BoxShare",
     "Labeller",
     "SemanticKittiScores",
+    "birdseye_pictures",
     "box_shares",
     "card_section",
     "load_labeller",
     "main",
     "real_scan_figures",
     "semantickitti_scores",
+    "shared_nuscenes_sweep",
     "squeezeseg_shares",
 ]
 
@@ -337,6 +343,59 @@ def load_labeller(model: str | Path, backend: str = "auto") -> tuple[Labeller, M
     return (lambda points: segmenter.segment(points).labels), segmenter.config, what
 
 
+def _labelled_scans(root: Path) -> list[tuple[Path, Path]]:
+    """``(scan, label)`` of every labelled scan under ``root/sequences``, in order."""
+    return [
+        (scan, scan.parent.parent / "labels" / f"{scan.stem}.label")
+        for scan in sorted(root.glob("sequences/*/velodyne/*.bin"))
+        if (scan.parent.parent / "labels" / f"{scan.stem}.label").is_file()
+    ]
+
+
+def birdseye_pictures(
+    model: str | Path,
+    out: str | Path,
+    semantickitti: Path | None,
+    nuscenes_sweep: Path | None,
+    backend: str = "auto",
+    label_config: Path | None = None,
+) -> list[Path]:
+    """Write bird's-eye PNGs of real scans labelled by ``model`` into ``out``; returns their paths.
+
+    ``birdseye-semantickitti.png`` and ``birdseye-semantickitti-truth.png``: the first labelled scan
+    of ``semantickitti`` as the model labels it and as its ground truth reads in the model's classes
+    (unmapped classes in the ignore colour); ``birdseye-nuscenes.png``: ``nuscenes_sweep`` as the model
+    labels it. KITTI's frame has x forward (forward is to the right), nuScenes' LIDAR_TOP y (up).
+    """
+    labeller, config, _ = load_labeller(model, backend)
+    classes, intensity_max = config.classes, config.input.intensity_max
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if semantickitti is not None:
+        scans = _labelled_scans(Path(semantickitti))
+        if not scans:
+            raise FileNotFoundError(f"{semantickitti}: no scan with a labels/*.label file")
+        scan, label = scans[0]
+        label_map = SemanticKittiLabelMap.from_yaml(
+            label_config or Path(semantickitti) / "semantic-kitti.yaml"
+        )
+        points = read_points(scan, PointFormat.KITTI, intensity_max)
+        truth = class_mapping(SEMANTICKITTI, classes).apply(
+            label_map.to_train(np.fromfile(label, dtype=np.uint32))
+        )
+        for name, labels in (("semantickitti", labeller(points)), ("semantickitti-truth", truth)):
+            write_png(out / f"birdseye-{name}.png", birdseye(points, np.asarray(labels), classes.colours))
+            written.append(out / f"birdseye-{name}.png")
+    if nuscenes_sweep is not None:
+        points = read_points(nuscenes_sweep, PointFormat.NUSCENES, intensity_max)
+        write_png(
+            out / "birdseye-nuscenes.png", birdseye(points, np.asarray(labeller(points)), classes.colours)
+        )
+        written.append(out / "birdseye-nuscenes.png")
+    return written
+
+
 def real_scan_figures(
     model: str | Path,
     semantickitti: Path | None,
@@ -444,6 +503,17 @@ def _parser() -> argparse.ArgumentParser:
         help="SqueezeSeg KITTI frames (.npy, 64x512x6 with per-point labels made from KITTI's 3D boxes)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--pictures",
+        type=Path,
+        help="also write bird's-eye PNGs of a SemanticKITTI scan (labelled and ground truth) and a "
+        "nuScenes sweep into this folder",
+    )
+    parser.add_argument(
+        "--nuscenes",
+        type=Path,
+        help="the nuScenes sweep (.pcd.bin) of --pictures (default: the first shared real sweep)",
+    )
     return parser
 
 
@@ -476,7 +546,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_atomic(args.json, json.dumps(figures, indent=2) + "\n")
         print(f"\nwrote {args.json}")
+    if args.pictures:
+        sweep = args.nuscenes or shared_nuscenes_sweep()
+        try:
+            pictures = birdseye_pictures(
+                args.model, args.pictures, semantickitti, sweep, args.backend, args.label_config
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        print("wrote " + ", ".join(str(p) for p in pictures))
     return 0
+
+
+def shared_nuscenes_sweep() -> Path | None:
+    """The first real nuScenes sweep of the shared real scans, if there are any."""
+    shared = real_data_dir()
+    sweeps = sorted((shared / "nuscenes" / "samples" / "LIDAR_TOP").glob("*.pcd.bin")) if shared else []
+    return sweeps[0] if sweeps else None
 
 
 if __name__ == "__main__":

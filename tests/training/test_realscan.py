@@ -159,3 +159,42 @@ def test_a_wrong_root_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "label config not found" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "missing.pt"), "--kitti-objects", str(tmp_path)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+@needs_real
+def test_pictures_show_the_models_labels_and_the_mapped_truth(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from seg3d.birdseye import BACKGROUND, birdseye
+    from seg3d.points import PointFormat, read_points
+    from training.realscan import load_labeller
+
+    assert REAL is not None
+    root = REAL / "semantickitti"
+    sweep = sorted((REAL / "nuscenes" / "samples" / "LIDAR_TOP").glob("*.pcd.bin"))[1]
+    arguments = ["--model", str(DEMO), "--backend", "torch", "--semantickitti", str(root)]
+    assert main([*arguments, "--pictures", str(tmp_path), "--nuscenes", str(sweep)]) == 0
+    pictures = {p.name: np.asarray(Image.open(p)) for p in tmp_path.glob("*.png")}
+    assert set(pictures) == {
+        "birdseye-semantickitti.png",
+        "birdseye-semantickitti-truth.png",
+        "birdseye-nuscenes.png",
+    }
+    labeller, config, _ = load_labeller(DEMO, "torch")
+    colours = config.classes.colours
+    scan = root / "sequences" / "00" / "velodyne" / "000000.bin"  # the first labelled scan
+    points = read_points(scan, PointFormat.KITTI, 255.0)
+    label_map = SemanticKittiLabelMap.from_yaml(root / "semantic-kitti.yaml")
+    truth = SEMANTICKITTI_TO_NUSCENES.apply(
+        label_map.to_train(
+            np.fromfile(root / "sequences" / "00" / "labels" / "000000.label", dtype=np.uint32)
+        )
+    )
+    assert np.array_equal(pictures["birdseye-semantickitti-truth.png"], birdseye(points, truth, colours))
+    assert np.array_equal(pictures["birdseye-semantickitti.png"], birdseye(points, labeller(points), colours))
+    nuscenes = read_points(sweep, PointFormat.NUSCENES, 255.0)
+    assert np.array_equal(pictures["birdseye-nuscenes.png"], birdseye(nuscenes, labeller(nuscenes), colours))
+    # Real pictures: most of the square is empty, and a good share of it holds points.
+    for image in pictures.values():
+        drawn = (image != BACKGROUND).any(axis=2).mean()
+        assert 0.03 < drawn < 0.6

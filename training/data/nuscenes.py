@@ -416,7 +416,7 @@ class NuScenesDataset(Dataset[LidarSample]):
         if self.augment is not None:
             points = self.augment(points, generator)
         if self.intensity is not None:
-            points = self.intensity(points, generator)
+            points = self.intensity(points, generator, labels)
         return LidarSample(
             name=record.token,
             points=points,

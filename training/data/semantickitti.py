@@ -202,7 +202,8 @@ class SemanticKittiDataset(Dataset[LidarSample]):
             generator = torch.Generator().manual_seed(self.seed + self.epoch * len(self) + index)
             points = self.augment(points, generator)
             if self.intensity is not None:
-                points = self.intensity(points, generator)
+                kept = labels[indices] if labels is not None else None
+                points = self.intensity(points, generator, kept)
         return LidarSample(
             name=f"{scan_path.parent.parent.name}/{scan_path.stem}",
             points=points,

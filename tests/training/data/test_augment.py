@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from training.data.augment import Augment3D, IntensityAugment, PointDropout
@@ -58,3 +59,30 @@ def test_intensity_augment_drops_or_rescales_a_whole_cloud() -> None:
         assert float(ratio.std()) < 1e-4 and 0.5 <= float(ratio.mean()) <= 2.0  # one factor per cloud
         assert float(out[:, 3].max()) <= 255.0
     assert 40 <= dropped <= 80 and scaled == 200 - dropped  # p = 0.3 of 200
+
+
+def test_a_class_range_gives_each_class_its_own_factor() -> None:
+    gen = torch.Generator().manual_seed(0)
+    points = torch.rand(3000, 4, generator=gen) * 40 + 1
+    labels = torch.randint(0, 5, (3000,), generator=gen)
+    jitter = IntensityAugment(class_range=(0.2, 5.0), intensity_max=255.0)
+    assert jitter.active
+    seen = []
+    for seed in range(100):
+        out = jitter(points, torch.Generator().manual_seed(seed), labels)
+        assert torch.equal(out[:, :3], points[:, :3])
+        assert torch.equal(out, jitter(points, torch.Generator().manual_seed(seed), labels))  # seeded
+        factors = []
+        for c in range(5):
+            mine = labels == c
+            ratio = out[mine, 3] / points[mine, 3]
+            assert float(ratio.std()) < 1e-4  # one factor per class: contrasts inside a class are kept
+            factors.append(float(ratio.mean()))
+        assert all(0.2 - 1e-5 <= f <= 5.0 + 1e-5 for f in factors)
+        seen.append(factors)
+    logs = torch.tensor(seen).log()
+    # Log-uniform over [0.2, 5]: centred on 1, and classes drawn independently, so their order changes.
+    assert abs(float(logs.mean())) < 0.15
+    assert len({tuple(torch.argsort(row).tolist()) for row in logs}) > 50
+    with pytest.raises(ValueError, match="needs the cloud's labels"):
+        jitter(points, torch.Generator().manual_seed(0))

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from training.data.synthetic.generator import generate
+from training.data.synthetic.generator import LIDAR_CHOICES, generate
 from training.data.synthetic.plan import VERSIONS, GenerationError
 
 
@@ -59,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         help="camera ray-casting resolution relative to 1600x900; images are resized to full size "
         "(default 0.5)",
     )
+    parser.add_argument(
+        "--lidar",
+        choices=LIDAR_CHOICES,
+        default="hdl32e",
+        help="the LIDAR_TOP sensor simulated: hdl32e (nuScenes' Velodyne HDL-32E, 32 beams, ~34k points), "
+        "hdl64e (KITTI's HDL-64E, 64 beams, ~4x the points) or mixed (alternating by scene, for models "
+        "that must work on both) (default hdl32e)",
+    )
     return parser
 
 
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.quiet,
             render_scale=args.render_scale,
+            lidar=args.lidar,
         )
     except GenerationError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,10 +27,21 @@ from training.data.synthetic.plan import GenerationError, ScenePlan, plan_scenes
 from training.data.synthetic.tables import build_tables, write_tables
 from training.data.synthetic.world import World, build_world
 
-__all__ = ["RECIPE_FILE", "GenerationReport", "generate", "plan_worlds", "read_recipe", "recipe"]
+__all__ = [
+    "LIDAR_CHOICES",
+    "RECIPE_FILE",
+    "GenerationReport",
+    "generate",
+    "plan_worlds",
+    "read_recipe",
+    "recipe",
+    "scene_lidar",
+]
 
 #: The file in a generated data set's root that records its `recipe`.
 RECIPE_FILE = "synthetic.json"
+#: Values of `generate`'s ``lidar``: a model of `sensors.LIDARS`, or both by scene (`scene_lidar`).
+LIDAR_CHOICES = ("hdl32e", "hdl64e", "mixed")
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,12 @@ def plan_worlds(
 
 
 def recipe(
-    version: str, scenes: int, samples_per_scene: int, seed: int, render_scale: float
+    version: str,
+    scenes: int,
+    samples_per_scene: int,
+    seed: int,
+    render_scale: float,
+    lidar: str = "hdl32e",
 ) -> dict[str, object]:
     """The arguments that fix a generated data set's bytes (the worker count does not), as
     ``synthetic.json`` records them."""
@@ -83,7 +99,16 @@ def recipe(
         "samples_per_scene": samples_per_scene,
         "seed": seed,
         "render_scale": render_scale,
+        "lidar": lidar,
     }
+
+
+def scene_lidar(lidar: str, scene: int) -> str:
+    """The LiDAR model (a key of `sensors.LIDARS`) of scene ``scene`` under the ``lidar`` option:
+    ``mixed`` alternates HDL-32E (even scenes) and HDL-64E (odd), so that train and val hold both."""
+    if lidar == "mixed":
+        return "hdl32e" if scene % 2 == 0 else "hdl64e"
+    return lidar
 
 
 def read_recipe(root: str | Path) -> dict[str, object] | None:
@@ -128,6 +153,7 @@ def generate(
     overwrite: bool = False,
     progress: bool = False,
     render_scale: float = 0.5,
+    lidar: str = "hdl32e",
 ) -> GenerationReport:
     """Write a procedural nuScenes-lidarseg dataset at ``out`` that ``NuScenes(version, out)`` loads.
 
@@ -143,6 +169,8 @@ def generate(
         overwrite: replace a non-empty ``out``.
         progress: show a progress bar over keyframes.
         render_scale: camera ray-casting resolution relative to 1600×900 (images are resized to it).
+        lidar: the LIDAR_TOP sensor: ``hdl32e`` (nuScenes' own, the default), ``hdl64e`` (KITTI's,
+            `sensors.HDL64E`) or ``mixed`` (alternating by scene, `scene_lidar`).
 
     Raises:
         GenerationError: bad arguments, or ``out`` in the way.
@@ -156,6 +184,8 @@ def generate(
     worlds = [world for _, world in scene_list]
     if not 0.1 <= render_scale <= 1.0:
         raise GenerationError(f"render scale must be within [0.1, 1], got {render_scale}")
+    if lidar not in LIDAR_CHOICES:
+        raise GenerationError(f"lidar must be one of {', '.join(LIDAR_CHOICES)}, got {lidar!r}")
     _check_destination(out, overwrite)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
@@ -167,7 +197,7 @@ def generate(
     staging.mkdir(parents=True)
     try:
         tasks = [
-            KeyframeTask(seed, version, staging, plan, world, k, render_scale)
+            KeyframeTask(seed, version, staging, plan, world, k, render_scale, scene_lidar(lidar, plan.index))
             for plan, world in zip(plans, worlds, strict=True)
             for k in range(plan.num_samples)
         ]
@@ -188,7 +218,7 @@ def generate(
         tables = build_tables(seed, version, plans, worlds, results)
         write_tables(staging, version, tables)
         write_map_masks(staging, seed, plans, worlds)
-        made = recipe(version, scenes, samples_per_scene, seed, render_scale)
+        made = recipe(version, scenes, samples_per_scene, seed, render_scale, lidar)
         (staging / RECIPE_FILE).write_text(json.dumps(made, indent=2) + "\n")
         _publish(staging, out, overwrite)
     except BaseException:

@@ -18,7 +18,14 @@ from seg3d.points import PointFormat, write_points
 from training.data.synthetic.lidar import sweep
 from training.data.synthetic.plan import ScenePlan, scene_rng
 from training.data.synthetic.render import CameraView, render_camera
-from training.data.synthetic.sensors import CAMERA_CHANNELS, HDL32E, LIDAR_CHANNEL, RIGS, SensorCalibration
+from training.data.synthetic.sensors import (
+    CAMERA_CHANNELS,
+    HDL32E,
+    LIDAR_CHANNEL,
+    LIDARS,
+    RIGS,
+    SensorCalibration,
+)
 from training.data.synthetic.tables import lidarseg_filename, sample_data_filename, sample_data_token
 from training.data.synthetic.world import World
 
@@ -40,6 +47,7 @@ class KeyframeTask:
     world: World
     sample: int
     render_scale: float
+    lidar: str = "hdl32e"  # a key of sensors.LIDARS
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,8 @@ def make_keyframe(task: KeyframeTask) -> KeyframeResult:
 
     lidar = rig[LIDAR_CHANNEL]
     origin, rotation, ego_xy = sensor_pose(plan, world, lidar, times.lidar)
-    scan = sweep(world, origin, rotation, ego_xy, 0.0, HDL32E, scene_rng(task.seed, plan.index, 1 + k, 0))
+    model = LIDARS[task.lidar]
+    scan = sweep(world, origin, rotation, ego_xy, 0.0, model, scene_rng(task.seed, plan.index, 1 + k, 0))
     centres = np.array([o.center for o in objects]).reshape(-1, 3)
     annotated = np.hypot(centres[:, 0] - ego_xy[0], centres[:, 1] - ego_xy[1]) <= ANNOTATION_RANGE
     box_points = _box_points(world, scan.scene_points, annotated)
@@ -122,13 +131,15 @@ def make_keyframe(task: KeyframeTask) -> KeyframeResult:
     label_name.parent.mkdir(parents=True, exist_ok=True)
     scan.labels.tofile(label_name)
 
-    solids_of_objects = np.array([o.solid for o in objects], dtype=np.int64)
+    # An object's pixels are those of all its solids (a car's body and cabin).
+    instance = world.solids.instance
+    owned = instance >= 0
     covered = np.zeros(len(objects), dtype=np.int64)
     visible = np.zeros(len(objects), dtype=np.int64)
     for channel in CAMERA_CHANNELS:
         view = camera_view(task.seed, plan, world, k, channel, task.render_scale)
-        covered += view.covered[solids_of_objects]
-        visible += view.visible[solids_of_objects]
+        covered += np.bincount(instance[owned], view.covered[owned], len(objects)).astype(np.int64)
+        visible += np.bincount(instance[owned], view.visible[owned], len(objects)).astype(np.int64)
         image_name = task.root / sample_data_filename(plan, channel, times.cameras[channel])
         image_name.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(view.image).save(image_name, format="JPEG", quality=JPEG_QUALITY)

@@ -20,7 +20,16 @@ import numpy as np
 
 from training.data.synthetic.raycast import GROUND, MISS, Window, cast
 from training.data.synthetic.sensors import EGO_BOXES, LidarModel
-from training.data.synthetic.world import GROUND_LABELS, Ground, Shape, Solids, Style, World, raw_index
+from training.data.synthetic.world import (
+    GROUND_LABELS,
+    Ground,
+    Shape,
+    Solids,
+    Style,
+    World,
+    ground_sample,
+    raw_index,
+)
 
 __all__ = ["LidarSweep", "ego_solids", "sweep"]
 
@@ -137,13 +146,6 @@ def sweep(
     reflectivity = np.empty(n, dtype=np.float32)
     cos_incidence = np.empty(n, dtype=np.float32)
     on_ground = solid == GROUND
-    material = world.layout.material(surface[on_ground, 0], surface[on_ground, 1])
-    paint = world.layout.paint(surface[on_ground, 0], surface[on_ground, 1])
-    labels[on_ground] = GROUND_LABELS[material]
-    reflectivity[on_ground] = np.where(
-        (paint > 0) & (material == Ground.ROAD), PAINT_REFLECTIVITY, GROUND_REFLECTIVITY[material]
-    )
-    cos_incidence[on_ground] = np.abs(scene_dir[on_ground, 2])
     on_solid = ~on_ground
     index = solid[on_solid]
     labels[on_solid] = solids.label[index]
@@ -151,6 +153,16 @@ def sweep(
     cos_incidence[on_solid] = _cos_incidence(
         solids, index, face[on_solid], surface[on_solid], scene_dir[on_solid]
     )
+    cos_incidence[on_ground] = np.abs(scene_dir[on_ground, 2])
+    # The road plane and the raised ground (kerb slabs) both take the material under the hit.
+    ground_like = on_ground.copy()
+    ground_like[on_solid] = solids.style[index] == Style.KERBSIDE
+    sample = ground_sample(solids, solid[ground_like], surface[ground_like])
+    material = world.layout.material(sample[:, 0], sample[:, 1])
+    painted = world.layout.paint(sample[:, 0], sample[:, 1]) > 0
+    painted &= (material == Ground.ROAD) & on_ground[ground_like]
+    labels[ground_like] = GROUND_LABELS[material]
+    reflectivity[ground_like] = np.where(painted, PAINT_REFLECTIVITY, GROUND_REFLECTIVITY[material])
 
     # Range noise; leaves let the beam in a little before it returns.
     noisy = distance + rng.normal(0.0, model.range_noise, n).astype(np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 
 from training.data.synthetic.raycast import GROUND, MISS, Window, cast
 from training.data.synthetic.sensors import IMAGE_SIZE, SensorCalibration
-from training.data.synthetic.world import Ground, Solids, Style, World
+from training.data.synthetic.world import Ground, Solids, Style, World, ground_sample
 
 __all__ = ["CameraView", "render_camera"]
 
@@ -73,11 +73,13 @@ def render_camera(
     distance = hits.distance[hit]
     points = origin + distance[:, None].astype(np.float64) * directions[hit]
     surface = np.empty((points.shape[0], 3), dtype=np.float32)
-    ground = hits.solid[hit] == GROUND
-    surface[ground] = _ground_color(world, points[ground], distance[ground]) * np.float32(
-        0.55 + 0.45 * sun[2]
-    )
-    index = hits.solid[hit][~ground]
+    hit_solid = hits.solid[hit]
+    # The road plane and the raised ground (kerb slabs) both show the ground material under the hit.
+    ground = hit_solid == GROUND
+    ground[hit_solid >= 0] = solids.style[hit_solid[hit_solid >= 0]] == Style.KERBSIDE
+    sample = ground_sample(solids, hit_solid[ground], points[ground])
+    surface[ground] = _ground_color(world, sample, distance[ground]) * np.float32(0.55 + 0.45 * sun[2])
+    index = hit_solid[~ground]
     face = hits.face[hit][~ground]
     surface[~ground] = _solid_color(solids, index, face, points[~ground], sun)
     haze = (1.0 - np.exp(-distance / HAZE_DISTANCE))[:, None].astype(np.float32)
@@ -228,14 +230,18 @@ class _Surface:
 
 
 def _paint_car(s: _Surface) -> None:
+    """The body, up to the window line (the cabin is its own solid, `_paint_cabin`)."""
     rel, zr = s.rel, s.zr
-    side, ends = s.axis == 1, s.axis == 0
-    windows = (side & (np.abs(rel[:, 0]) < 0.7)) | (ends & (np.abs(rel[:, 1]) < 0.85))
-    s.paint(windows & (zr > 0.56) & (zr < 0.88), GLASS)
-    lamps = ends & (zr > 0.36) & (zr < 0.46) & (np.abs(rel[:, 1]) > 0.55) & (np.abs(rel[:, 1]) < 0.9)
+    ends = s.axis == 0
+    lamps = ends & (zr > 0.6) & (zr < 0.8) & (np.abs(rel[:, 1]) > 0.55) & (np.abs(rel[:, 1]) < 0.9)
     s.paint(lamps, np.array([240.0, 235.0, 210.0]))
-    s.paint(zr < 0.1, s.color * 0.35)
-    _paint_wheels(s, 0.62, 0.32)
+    s.paint(zr < 0.15, s.color * 0.35)
+    _paint_wheels(s, 0.62, 0.55)
+
+
+def _paint_cabin(s: _Surface) -> None:
+    """Windows all round the dome up to the roof, which keeps the body's colour."""
+    s.paint(s.zr < 0.88, GLASS)
 
 
 def _paint_truck(s: _Surface) -> None:
@@ -318,6 +324,7 @@ def _paint_trunk(s: _Surface) -> None:
 
 _PAINTERS = {
     Style.CAR: _paint_car,
+    Style.CABIN: _paint_cabin,
     Style.TRUCK: _paint_truck,
     Style.BUS: _paint_bus,
     Style.TRAILER: _paint_trailer,

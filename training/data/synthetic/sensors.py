@@ -31,7 +31,9 @@ __all__ = [
     "CAMERA_OFFSETS_US",
     "EGO_BOXES",
     "HDL32E",
+    "HDL64E",
     "IMAGE_SIZE",
+    "LIDARS",
     "LIDAR_CHANNEL",
     "RIGS",
     "LidarModel",
@@ -142,7 +144,11 @@ RIGS: dict[str, Rig] = {
 
 @dataclass(frozen=True)
 class LidarModel:
-    """A spinning multi-beam LiDAR: ``rings`` beams × ``azimuth_steps`` firings per revolution."""
+    """A spinning multi-beam LiDAR: ``rings`` beams × ``azimuth_steps`` firings per revolution.
+
+    Beams are evenly spaced from ``elevation_min_deg`` in ``elevation_step_deg`` steps, unless
+    ``elevation_table_deg`` lists them (ring 0 first: the lowest).
+    """
 
     rings: int
     elevation_min_deg: float
@@ -150,9 +156,16 @@ class LidarModel:
     azimuth_steps: int
     max_range: float  # metres; no return beyond
     range_noise: float  # metres, standard deviation along the beam
+    elevation_table_deg: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.elevation_table_deg and len(self.elevation_table_deg) != self.rings:
+            raise ValueError(f"{len(self.elevation_table_deg)} beam elevations for {self.rings} rings")
 
     def elevations(self) -> np.ndarray:
         """``(rings,)`` beam elevations in radians, ring 0 lowest."""
+        if self.elevation_table_deg:
+            return np.radians(np.asarray(self.elevation_table_deg, dtype=np.float64))
         return np.radians(self.elevation_min_deg + self.elevation_step_deg * np.arange(self.rings))
 
     def directions(self, azimuth_phase: float) -> np.ndarray:
@@ -175,6 +188,26 @@ HDL32E = LidarModel(
     max_range=80.0,
     range_noise=0.01,
 )
+
+#: A KITTI-like Velodyne HDL-64E S2 at 10 Hz (the sensor of KITTI and SemanticKITTI): 64 beams in
+#: two blocks, the lower from -24.33° to -8.83° in 0.5° steps and the upper from -8.33° to +2°
+#: in 1/3° steps, 0.1728° between firings (2,083 per revolution): four times the returns of the
+#: HDL-32E, and denser rings on the ground. It is mounted where the nuScenes rig has LIDAR_TOP
+#: (1.84 m; KITTI's is at 1.73 m), so that the data set keeps the nuScenes calibration tables.
+HDL64E = LidarModel(
+    rings=64,
+    elevation_min_deg=-24.33,
+    elevation_step_deg=0.0,
+    azimuth_steps=2083,
+    max_range=80.0,
+    range_noise=0.015,
+    elevation_table_deg=tuple(
+        [round(-24.33 + 0.5 * i, 4) for i in range(32)] + [round(-8.33 + i / 3, 4) for i in range(32)]
+    ),
+)
+
+#: The LiDAR models the generator can simulate, by the name its ``--lidar`` option takes.
+LIDARS: dict[str, LidarModel] = {"hdl32e": HDL32E, "hdl64e": HDL64E}
 
 #: The ego vehicle (a Renault Zoe, ~4.1 × 1.7 m) as two boxes in the ego frame, ``(x0, x1, y0, y1, z0, z1)``.
 #: Only the LiDAR sees it: the roof sits 0.39 m under LIDAR_TOP and the bonnet 1 m, so rings 0–7

@@ -8,12 +8,18 @@ whole layout in y.
 Across y the ground is: the carriageway (``flat.driveable_surface``: a travel lane each way, a parking
 lane each side, sometimes a raised median of ``flat.other``), sidewalks (``flat.sidewalk``), then a
 verge of ``flat.terrain`` with paved ``flat.other`` patches, and buildings (``static.manmade``) set
-back behind it. Street trees, bushes and hedges are ``static.vegetation``; street lights and signs are
+back behind it. Everything off the carriageway (and the median) stands on a kerb ``kerb_height`` above
+the road, as in real streets, where the step is what tells a sidewalk from the road in a point cloud:
+the raised ground is one ``KERBSIDE`` box solid per side (and one for a median), whose returns take
+the ground material under them, the kerb's face included (SemanticKITTI labels kerbs sidewalk).
+Street trees, bushes and hedges are ``static.vegetation``; street lights and signs are
 ``static.manmade``.
 
 Every solid is a box or an ellipsoid with a yaw about z. An annotated object (`WorldObject`) is one box
 solid that fills its annotation box up to a `SHELL` margin, so LiDAR returns on it, noise included,
-fall inside the box and the points inside the box are the object's. Mean object sizes are the
+fall inside the box and the points inside the box are the object's; a car is two solids inside its
+box, a body box and a rounded cabin (an ellipsoid sitting on it), the profile a LiDAR sees of a real
+car from the side (bonnet, windscreen, roof, boot), where one box would be a van. Mean object sizes are the
 per-class mean box sizes of nuScenes trainval (the figures detectors use as nuScenes anchors; the
 child's is our estimate, nuScenes detection merges it into pedestrian), as ``size = (width, length,
 height)`` with the length along the box's own x axis (nuScenes convention, see
@@ -42,6 +48,7 @@ __all__ = [
     "World",
     "WorldObject",
     "build_world",
+    "ground_sample",
     "raw_index",
 ]
 
@@ -78,6 +85,8 @@ class Style(IntEnum):
     CONE = 13
     BARRIER = 14
     EGO = 15
+    KERBSIDE = 16  # raised ground: labelled and painted by the ground material under the hit
+    CABIN = 17  # a car's cabin: windows and roof
 
 
 class Ground(IntEnum):
@@ -192,6 +201,18 @@ class Solids:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
 
 
+def ground_sample(solids: Solids, solid: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Where to read the ground material (`RoadLayout.material`) of ground hits ``points`` ``(M, 3)``
+    whose solid is ``solid`` ``(M,)`` (negative: the road plane, else a ``KERBSIDE`` slab): a hit on a
+    kerb slab reads 1 cm towards the slab's centre line, so that a kerb's face takes the raised
+    ground's material and not the road's it borders."""
+    sample = points.copy()
+    slab = solid >= 0
+    towards = np.sign(solids.center[solid[slab], 1] - points[slab, 1])
+    sample[slab, 1] += 0.01 * towards
+    return sample
+
+
 @dataclass(frozen=True)
 class WorldObject:
     """An annotated object: a nuScenes box in the scene frame, and the solid that realises it."""
@@ -201,7 +222,7 @@ class WorldObject:
     size: tuple[float, float, float]  # (width, length, height)
     yaw: float
     attribute: str | None
-    solid: int  # row in World.solids
+    solid: int  # row in World.solids of its main solid (a car's body; its cabin has the same instance)
 
 
 @dataclass(frozen=True)
@@ -219,6 +240,7 @@ class RoadLayout:
     patches: tuple[tuple[float, float, float, float], ...]
     crossings: tuple[float, ...]  # x of zebra crossings
     other_color: tuple[int, int, int]
+    kerb_height: float = 0.0  # of the sidewalks, verges and median above the road (m)
 
     @property
     def road_half_width(self) -> float:
@@ -236,6 +258,12 @@ class RoadLayout:
     @property
     def ego_lane_y(self) -> float:
         return self.ego_side * (self.median_half_width + self.lane_width / 2)
+
+    def base(self, y: float) -> float:
+        """Height of the ground at ``y``: ``kerb_height`` off the carriageway and on a median, else 0."""
+        ay = abs(y)
+        raised = ay >= self.road_half_width or ay < self.median_half_width
+        return self.kerb_height if raised else 0.0
 
     def material(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground material (`Ground`) at scene-frame points, int8."""
@@ -373,15 +401,47 @@ class _Builder:
         jitter = self.rng.integers(-12, 13, size=3)
         color = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(color, jitter, strict=True))
         reflectivity = spec.reflectivity * float(self.rng.uniform(0.8, 1.2))
-        center = (x, y, height / 2)
+        center = (x, y, self.layout.base(y) + height / 2)
         half = (length / 2 - SHELL, width / 2 - SHELL, height / 2 - SHELL)
-        solid = self.solids.add(
-            Shape.BOX, center, half, yaw, category, spec.style, color, reflectivity, len(self.objects)
-        )
+        instance = len(self.objects)
+        if spec.style == Style.CAR:
+            solid = self.car(center, (length, width, height), yaw, color, reflectivity, instance)
+        else:
+            solid = self.solids.add(
+                Shape.BOX, center, half, yaw, category, spec.style, color, reflectivity, instance
+            )
         self.objects.append(
             WorldObject(category, center, (width, length, height), yaw, spec.attribute, solid)
         )
         return True
+
+    def car(
+        self,
+        center: tuple[float, float, float],
+        size: tuple[float, float, float],
+        yaw: float,
+        color: tuple[int, ...],
+        reflectivity: float,
+        instance: int,
+    ) -> int:
+        """A car's body (a box up to the window line) and cabin (the upper half of an ellipsoid on it,
+        set back from the bonnet) inside the box ``center``, ``size = (length, width, height)``;
+        returns the body's row."""
+        length, width, height = size
+        rng, bottom = self.rng, center[2] - height / 2
+        body = float(rng.uniform(0.5, 0.62)) * height  # the window line
+        cabin = float(rng.uniform(0.6, 0.75)) * length  # the dome's length at the window line
+        back = float(rng.uniform(0.0, 0.05)) * length  # the cabin sits behind the middle
+        c, s = np.cos(yaw), np.sin(yaw)
+        half = (length / 2 - SHELL, width / 2 - SHELL, body / 2 - SHELL)
+        row = self.solids.add(Shape.BOX, (center[0], center[1], bottom + body / 2), half, yaw, "vehicle.car",
+                              Style.CAR, color, reflectivity, instance)  # fmt: skip
+        dome = (cabin / 2, 0.47 * width, height - body - SHELL)
+        at = (center[0] - c * back, center[1] - s * back, bottom + body)
+        self.solids.add(
+            Shape.ELLIPSOID, at, dome, yaw, "vehicle.car", Style.CABIN, color, reflectivity, instance
+        )
+        return row
 
     def spot(self, zone: str, x_range: tuple[float, float]) -> tuple[float, float, float]:
         """A random ``(x, y, yaw)`` in a zone of the right-hand frame (ego side is y < 0)."""
@@ -627,8 +687,26 @@ class _Builder:
         reflectivity: float,
         yaw: float = 0.0,
     ) -> None:
-        """Add an unannotated solid (buildings, vegetation, street furniture)."""
-        self.solids.add(shape, center, half, yaw, label, style, color, reflectivity)
+        """Add an unannotated solid (buildings, vegetation, street furniture) standing on the ground
+        at its centre: ``center``'s z is from the ground there (the kerb's top off the road)."""
+        lifted = (center[0], center[1], center[2] + self.layout.base(center[1]))
+        self.solids.add(shape, lifted, half, yaw, label, style, color, reflectivity)
+
+    def kerbside(self, x_range: tuple[float, float]) -> None:
+        """The raised ground over ``x_range``: a slab each side from the kerb outwards, and the median."""
+        lay = self.layout
+        if lay.kerb_height <= 0:
+            return
+        x0, x1 = x_range
+        half_x, half_z, depth = (x1 - x0) / 2, lay.kerb_height / 2, 120.0
+        for side in (-1, 1):
+            centre = ((x0 + x1) / 2, side * (lay.road_half_width + depth / 2), half_z)
+            self.solids.add(Shape.BOX, centre, (half_x, depth / 2, half_z), 0.0, "flat.sidewalk",
+                            Style.KERBSIDE, (160, 160, 160), 0.0)  # fmt: skip
+        if lay.median_half_width > 0:
+            centre = ((x0 + x1) / 2, 0.0, half_z)
+            self.solids.add(Shape.BOX, centre, (half_x, lay.median_half_width, half_z), 0.0, "flat.other",
+                            Style.KERBSIDE, (160, 160, 160), 0.0)  # fmt: skip
 
     def build(self, sun: tuple[float, float, float]) -> World:
         solids, objects = self.solids.build(), tuple(self.objects)
@@ -660,8 +738,9 @@ def _layout(
             x += length + float(rng.uniform(10, 35))
     crossings = (float(rng.uniform(*near)),) if rng.random() < 0.5 else ()
     other = _OTHER_FLAT_COLOURS[int(rng.integers(len(_OTHER_FLAT_COLOURS)))]
+    kerb = float(rng.uniform(0.08, 0.2))  # kerb heights of city streets
     return RoadLayout(
-        lane_width, parking_width, median, sidewalk, left_hand_traffic, tuple(patches), crossings, other
+        lane_width, parking_width, median, sidewalk, left_hand_traffic, tuple(patches), crossings, other, kerb
     )
 
 
@@ -689,6 +768,7 @@ def build_world(rng: np.random.Generator, path_x: tuple[float, float], left_hand
     x0, x1 = path_x
     near, people, reach = (x0 - 30.0, x1 + 30.0), (x0 - 50.0, x1 + 50.0), (x0 - 130.0, x1 + 130.0)
     builder = _Builder(rng, _layout(rng, left_hand_traffic, reach, near), path_x)
+    builder.kerbside((reach[0] - 20.0, reach[1] + 20.0))
     builder.buildings(reach)
     builder.street_furniture(reach)
     # A lead vehicle ahead of the drive and a follower behind it, in the ego lane.

@@ -8,7 +8,7 @@ import pytest
 from training.data.synthetic.lidar import LidarSweep, sweep
 from training.data.synthetic.plan import scene_rng
 from training.data.synthetic.raycast import GROUND
-from training.data.synthetic.sensors import HDL32E, RIGS
+from training.data.synthetic.sensors import HDL32E, HDL64E, RIGS
 from training.data.synthetic.world import RoadLayout, Solids, World, build_world, raw_index
 
 
@@ -107,3 +107,38 @@ def test_intensity_follows_materials() -> None:
     medians = {name: np.median(intensity[mask]) for name, mask in masks.items()}
     assert medians["asphalt"] < medians["car"] < medians["cone"], medians
     assert medians["asphalt"] < medians["paint"], medians
+
+
+def test_the_kerb_lifts_the_sidewalk_and_its_face_is_sidewalk(scene) -> None:
+    """Road returns lie at z = 0, sidewalk returns on the kerb's top, and the kerb's face (between the
+    two, at the road's edge) returns sidewalk, as SemanticKITTI labels kerbs."""
+    world, result, _, _ = scene
+    layout, z = world.layout, result.scene_points[:, 2]
+    road = result.labels == raw_index("flat.driveable_surface")
+    walk = result.labels == raw_index("flat.sidewalk")
+    noise = 4 * HDL32E.range_noise
+    assert np.abs(np.median(z[road])) < 0.01 and np.abs(z[road]).max() < noise + 0.01
+    assert np.median(z[walk]) == pytest.approx(layout.kerb_height, abs=0.01)
+    face = walk & (z < layout.kerb_height - noise) & (z > noise)
+    assert face.sum() > 20
+    edge = np.abs(np.abs(result.scene_points[face, 1]) - layout.road_half_width)
+    assert np.median(edge) < 0.02
+
+
+def test_an_hdl64e_sweep_has_64_rings_and_four_times_the_returns(scene) -> None:
+    world, result32, origin, rotation = scene
+    ego = (0.0, world.ego_lane_y())
+    result = sweep(world, origin, rotation, ego, 0.0, HDL64E, scene_rng(4, 0, 1, 0))
+    points = result.points
+    ring = points[:, 4].astype(int)
+    assert ring.max() == 63 and 3.0 < points.shape[0] / result32.points.shape[0] < 4.5
+    starts = np.flatnonzero(np.diff(ring) <= 0)  # firing order, as for the HDL-32E
+    assert 1900 < starts.size < 2083
+    elevation = np.degrees(np.arctan2(points[:, 2], np.linalg.norm(points[:, :2], axis=1)))
+    far = np.linalg.norm(points[:, :3], axis=1) > 5
+    table = np.degrees(HDL64E.elevations())
+    for r in (5, 31, 40, 63):
+        if (far & (ring == r)).sum() > 100:
+            assert np.median(elevation[far & (ring == r)]) == pytest.approx(table[r], abs=0.6)
+    # The same world, the same labels: the classes agree with the HDL-32E's.
+    assert set(np.unique(result.labels)) >= set(np.unique(result32.labels)) - {raw_index("noise")}

@@ -86,4 +86,31 @@ def test_the_command_writes_and_overwrites_a_dataset(
         "v1.0-mini",
     ]
     assert read_recipe(out) == recipe("v1.0-mini", scenes=2, samples_per_scene=1, seed=1, render_scale=0.5)
+    assert read_recipe(out)["lidar"] == "hdl32e"
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_mixed_lidar_alternates_hdl32e_and_hdl64e_by_scene(tmp_path: Path) -> None:
+    import numpy as np
+    from nuscenes.nuscenes import NuScenes
+
+    out = tmp_path / "data"
+    arguments = ["--out", str(out), "--scenes", "2", "--samples-per-scene", "1", "--workers", "1"]
+    assert main([*arguments, "--version", "v1.0-mini", "--lidar", "mixed", "--quiet"]) == 0
+    assert read_recipe(out) == recipe("v1.0-mini", 2, 1, 0, 0.5, "mixed")
+    nusc = NuScenes(version="v1.0-mini", dataroot=str(out), verbose=False)
+    rings = {}
+    for scene in nusc.scene:
+        sample = nusc.get("sample", scene["first_sample_token"])
+        # x, y, z, intensity, ring (the devkit's reader keeps the first four)
+        cloud = np.fromfile(nusc.get_sample_data_path(sample["data"]["LIDAR_TOP"]), dtype=np.float32)
+        cloud = cloud.reshape(-1, 5)
+        rings[scene["name"]] = (int(cloud[:, 4].max()) + 1, cloud.shape[0])
+    first, second = (rings[s["name"]] for s in sorted(nusc.scene, key=lambda s: s["name"]))
+    assert first[0] == 32 and second[0] == 64 and second[1] > 3 * first[1]
+
+
+def test_an_unknown_lidar_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", "x", "--lidar", "hdl128"])
+    assert exit_.value.code == 2 and "hdl64e" in capsys.readouterr().err

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from training.data.nuscenes_geometry import quaternion_matrix
-from training.data.synthetic.sensors import CAMERA_CHANNELS, HDL32E, RIGS, yaw_quaternion
+from training.data.synthetic.sensors import (
+    CAMERA_CHANNELS,
+    HDL32E,
+    HDL64E,
+    LIDARS,
+    RIGS,
+    LidarModel,
+    yaw_quaternion,
+)
 
 
 def test_hdl32e_beams() -> None:
@@ -18,6 +26,21 @@ def test_hdl32e_beams() -> None:
     assert directions.shape == (32, 1085, 3)
     assert np.allclose(np.linalg.norm(directions, axis=-1), 1.0)
     assert np.allclose(directions[:, 0, 1], 0.0) and np.all(directions[:, 0, 0] > 0)  # firing 0 along x
+
+
+def test_hdl64e_beams_are_kittis_two_blocks() -> None:
+    elevations = np.degrees(HDL64E.elevations())
+    assert elevations.shape == (64,) and (np.diff(elevations) > 0).all()  # ring 0 lowest
+    assert elevations[0] == pytest.approx(-24.33) and elevations[-1] == pytest.approx(2.0, abs=0.01)
+    assert np.allclose(np.diff(elevations[:32]), 0.5)  # the lower block
+    assert np.allclose(np.diff(elevations[32:]), 1 / 3, atol=1e-3)  # the upper block, denser
+    assert HDL64E.directions(0.0).shape == (64, 2083, 3)
+    assert LIDARS == {"hdl32e": HDL32E, "hdl64e": HDL64E}
+
+
+def test_a_beam_table_must_give_every_ring() -> None:
+    with pytest.raises(ValueError, match="3 beam elevations for 4 rings"):
+        LidarModel(4, 0.0, 0.0, 10, 80.0, 0.01, elevation_table_deg=(-2.0, -1.0, 0.0))
 
 
 @pytest.mark.parametrize("vehicle", sorted(RIGS))

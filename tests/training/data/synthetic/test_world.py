@@ -14,6 +14,8 @@ from training.data.synthetic.world import (
     GROUND_LABELS,
     SHELL,
     Ground,
+    Shape,
+    Style,
     World,
     build_world,
     raw_index,
@@ -61,11 +63,32 @@ def test_objects_fill_their_boxes(world: World) -> None:
         assert all(
             abs(s - m) < 5 * d + 1e-9 for s, m, d in zip(obj.size, spec.size, spec.spread, strict=True)
         )
-        assert obj.center[2] == pytest.approx(height / 2)  # standing on the ground
-        assert np.allclose(solids.center[obj.solid], obj.center)
-        assert np.allclose(solids.half[obj.solid], np.array([length, width, height]) / 2 - SHELL)
-        assert solids.yaw[obj.solid] == pytest.approx(obj.yaw)
-        assert solids.instance[obj.solid] == index and solids.label[obj.solid] == raw_index(obj.category)
+        # standing on the ground: the road, or the kerb's top off the carriageway
+        assert obj.center[2] == pytest.approx(world.layout.base(obj.center[1]) + height / 2)
+        mine = np.flatnonzero(solids.instance == index)
+        assert obj.solid in mine and (solids.label[mine] == raw_index(obj.category)).all()
+        assert np.allclose(solids.yaw[mine], obj.yaw)
+        if spec.style != Style.CAR:
+            assert mine.tolist() == [obj.solid]
+            assert np.allclose(solids.center[obj.solid], obj.center)
+            assert np.allclose(solids.half[obj.solid], np.array([length, width, height]) / 2 - SHELL)
+            continue
+        # A car: a body box from the ground to the window line, and a cabin dome on it, up to the roof.
+        body, cabin = obj.solid, int(mine[mine != obj.solid][0])
+        assert (
+            len(mine) == 2 and solids.shape[cabin] == Shape.ELLIPSOID and solids.style[cabin] == Style.CABIN
+        )
+        bottom = obj.center[2] - height / 2
+        assert solids.center[body, 2] - solids.half[body, 2] == pytest.approx(bottom + SHELL)
+        window_line = solids.center[body, 2] + solids.half[body, 2] + SHELL
+        assert 0.5 * height - 1e-9 <= window_line - bottom <= 0.62 * height + 1e-9
+        assert solids.center[cabin, 2] == pytest.approx(window_line)
+        assert solids.center[cabin, 2] + solids.half[cabin, 2] == pytest.approx(bottom + height - SHELL)
+        # Every corner of each solid's bounding box lies inside the annotation box.
+        c, s = np.cos(obj.yaw), np.sin(obj.yaw)
+        offset = solids.corners()[mine].reshape(-1, 3) - obj.center
+        local = np.stack([c * offset[:, 0] + s * offset[:, 1], -s * offset[:, 0] + c * offset[:, 1]], 1)
+        assert (np.abs(local) <= np.array([length, width]) / 2 + 1e-9).all()
 
 
 def test_objects_keep_apart_and_off_the_ego_lane(world: World) -> None:
@@ -91,6 +114,31 @@ def test_ground_layout_across_the_road(world: World) -> None:
     assert patches and all(min(abs(y0), abs(y1)) >= layout.sidewalk_outer - 1e-9 for _, _, y0, y1 in patches)
     names = ["flat.driveable_surface", "flat.sidewalk", "flat.terrain", "flat.other"]
     assert GROUND_LABELS.tolist() == [raw_index(n) for n in names]
+
+
+def test_off_the_carriageway_the_ground_is_raised_by_a_kerb(world: World) -> None:
+    layout, solids = world.layout, world.solids
+    assert 0.08 <= layout.kerb_height <= 0.2
+    kerbside = np.flatnonzero(solids.style == Style.KERBSIDE)
+    assert len(kerbside) == (3 if layout.median_half_width else 2)
+    top = solids.center[kerbside, 2] + solids.half[kerbside, 2]
+    bottom = solids.center[kerbside, 2] - solids.half[kerbside, 2]
+    assert np.allclose(top, layout.kerb_height) and np.allclose(bottom, 0.0)
+    # The slabs start at the kerb line each side (and span the median), and cover the drive's surroundings.
+    inner = np.abs(solids.center[kerbside, 1]) - solids.half[kerbside, 1]
+    expected = [layout.road_half_width] * 2 + (
+        [-layout.median_half_width] if layout.median_half_width else []
+    )
+    assert sorted(inner.tolist()) == pytest.approx(sorted(expected))
+    assert (solids.center[kerbside, 0] - solids.half[kerbside, 0] < -130).all()
+    assert (solids.center[kerbside, 0] + solids.half[kerbside, 0] > 130).all()
+    # Scenery off the road stands on the kerb's top (boxes), or sits in it (bushes, centre above it).
+    scenery = (solids.instance < 0) & (solids.style != Style.KERBSIDE)
+    scenery &= np.abs(solids.center[:, 1]) > layout.road_half_width + 0.5
+    boxes = scenery & (solids.shape == Shape.BOX)
+    feet = solids.center[boxes, 2] - solids.half[boxes, 2]
+    assert boxes.sum() > 20 and (feet >= layout.kerb_height - 1e-9).all()
+    assert (solids.center[scenery, 2] > layout.kerb_height).all()
 
 
 def test_scenery_classes_are_present(world: World) -> None:
