@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from seg3d.io import write_atomic
 
@@ -26,35 +27,35 @@ BACKGROUND = (16, 16, 20)
 
 
 def birdseye(
-    points: np.ndarray,
-    labels: np.ndarray,
+    points: npt.ArrayLike,
+    labels: npt.ArrayLike,
     colours: Sequence[tuple[int, int, int]],
     extent: float = 40.0,
     size: int = 800,
     dot: int = 2,
-) -> np.ndarray:
+) -> npt.NDArray[np.uint8]:
     """``(size, size, 3)`` uint8 picture of ``points`` ``(N, ≥3)`` coloured by ``labels`` ``(N,)``.
 
     Raises:
         ValueError: shapes that disagree, a label without a colour, or a non-positive size.
     """
-    points = np.asarray(points)
-    labels = np.asarray(labels).astype(np.int64)
-    if points.ndim != 2 or points.shape[1] < 3 or labels.shape != (points.shape[0],):
-        raise ValueError(f"need (N, >=3) points and (N,) labels, got {points.shape} and {labels.shape}")
+    xyz = np.asarray(points, dtype=np.float64)
+    label = np.asarray(labels).astype(np.int64)
+    if xyz.ndim != 2 or xyz.shape[1] < 3 or label.shape != (xyz.shape[0],):
+        raise ValueError(f"need (N, >=3) points and (N,) labels, got {xyz.shape} and {label.shape}")
     if extent <= 0 or size < 1 or dot < 1:
         raise ValueError(f"extent, size and dot must be positive, got {extent}, {size}, {dot}")
     palette = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
-    if labels.size and (labels.min() < 0 or labels.max() >= len(palette)):
-        raise ValueError(f"labels span {labels.min()}..{labels.max()} but there are {len(palette)} colours")
+    if label.size and (label.min() < 0 or label.max() >= len(palette)):
+        raise ValueError(f"labels span {label.min()}..{label.max()} but there are {len(palette)} colours")
     image = np.empty((size, size, 3), dtype=np.uint8)
     image[:] = BACKGROUND
     scale = size / (2 * extent)
-    col = np.floor((points[:, 0] + extent) * scale).astype(np.int64)
-    row = np.floor((extent - points[:, 1]) * scale).astype(np.int64)
+    col = np.floor((xyz[:, 0] + extent) * scale).astype(np.int64)
+    row = np.floor((extent - xyz[:, 1]) * scale).astype(np.int64)
     inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
-    order = np.argsort(points[inside, 2], kind="stable")  # lowest first: higher points overwrite
-    row, col, label = row[inside][order], col[inside][order], labels[inside][order]
+    order = np.argsort(xyz[inside, 2], kind="stable")  # lowest first: higher points overwrite
+    row, col, label = row[inside][order], col[inside][order], label[inside][order]
     for dr in range(dot):
         for dc in range(dot):
             # Later writes win in fancy-index assignment, so the highest point of a pixel shows.
@@ -62,9 +63,9 @@ def birdseye(
     return image
 
 
-def png_bytes(image: np.ndarray) -> bytes:
+def png_bytes(image: npt.NDArray[np.uint8]) -> bytes:
     """An 8-bit RGB PNG of ``image`` ``(H, W, 3)`` uint8 (filter 0 on every row, zlib level 6)."""
-    image = np.ascontiguousarray(image, dtype=np.uint8)
+    image = np.ascontiguousarray(image, dtype=np.uint8)  # callers may pass another dtype at run time
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"need an (H, W, 3) image, got {image.shape}")
     height, width = image.shape[:2]
@@ -82,6 +83,6 @@ def png_bytes(image: np.ndarray) -> bytes:
     )
 
 
-def write_png(path: str | Path, image: np.ndarray) -> None:
+def write_png(path: str | Path, image: npt.NDArray[np.uint8]) -> None:
     """Write ``image`` as a PNG at ``path``, atomically."""
     write_atomic(path, png_bytes(image))

@@ -66,8 +66,9 @@ class DataConfig(_Strict):
     # augmentation and only with ``augment``; off by default, which keeps 2DPASS's recipe and streams.
     intensity_dropout: float = Field(0.0, ge=0, le=1)
     intensity_scale: tuple[float, float] = (1.0, 1.0)
-    # Each class's intensity times its own log-uniform factor in this range (per cloud).
-    intensity_class_scale: tuple[float, float] = (1.0, 1.0)
+    # Each class's mean intensity set to its own log-uniform level in this range, as fractions of
+    # the model's intensity_max (per cloud); None: off.
+    intensity_class_level: tuple[float, float] | None = None
 
     @field_validator("intensity_scale")
     @classmethod
@@ -76,12 +77,12 @@ class DataConfig(_Strict):
             raise ValueError(f"intensity_scale must be [low, high] with 0 <= low <= high, got {list(value)}")
         return value
 
-    @field_validator("intensity_class_scale")
+    @field_validator("intensity_class_level")
     @classmethod
-    def _class_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < value[0] <= value[1]:
+    def _class_level(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1] <= 1:
             raise ValueError(
-                f"intensity_class_scale must be [low, high] with 0 < low <= high, got {list(value)}"
+                f"intensity_class_level must be [low, high] with 0 < low <= high <= 1, got {list(value)}"
             )
         return value
 

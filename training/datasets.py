@@ -34,7 +34,7 @@ def build_dataset(
         data.intensity_dropout,
         data.intensity_scale,
         config.model.input.intensity_max,
-        data.intensity_class_scale,
+        data.intensity_class_level,
     )
     intensity = jitter if jitter.active else None  # off: no per-sample copy of the cloud
     if data.dataset == "nuscenes":

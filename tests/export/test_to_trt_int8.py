@@ -37,7 +37,7 @@ def real() -> Path:
 def test_demo_int8_export_passes_the_gate(tmp_path: Path, real: Path, nuscenes_scans) -> None:
     out = tmp_path / "demo-int8"
     args = ["--checkpoint", str(DEMO), "--out", str(out), "--graph", "sparse", "--precision", "int8"]
-    args += ["--calibrate", str(real / "semantickitti"), "--int8-target", "0.999", "--onnx-only"]
+    args += ["--calibrate", str(real / "semantickitti"), "--int8-target", "0.998", "--onnx-only"]
     assert to_trt.main(args) == 0
     manifest = load_manifest(out)
     assert manifest.model.precision == "int8" and manifest.graph.form == "sparse"
@@ -47,7 +47,7 @@ def test_demo_int8_export_passes_the_gate(tmp_path: Path, real: Path, nuscenes_s
     quantization = manifest.graph.quantization
     assert quantization is not None and quantization.method == "percentile"
     assert quantization.calibration.startswith("3 of 3 clouds") and quantization.clouds == 3
-    assert quantization.calibration_agreement >= 0.999
+    assert quantization.calibration_agreement >= 0.998
     layers = manifest.graph.layers
     int8 = {k for k, p in layers.items() if p == "int8"}
     assert int8 and set(quantization.activation_ranges) <= int8  # plus the shortcuts riding along

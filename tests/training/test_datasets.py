@@ -40,32 +40,32 @@ def test_augment_switch_semantickitti(kitti: TrainConfig, semantickitti_root: Pa
         TrainConfig.model_validate(
             {**kitti.model_dump(), "data": {**kitti.data.model_dump(), "intensity_scale": (2, 1)}}
         )
-    # The per-class factor reaches the dataset through the labels: one ratio per class of the sample.
+    # The per-class levels reach the dataset through the labels: one factor per class of the sample.
     per_class = build_dataset(
-        _with(kitti, intensity_class_scale=(0.2, 5.0)), semantickitti_root, "train", training=True
+        _with(kitti, intensity_class_level=(0.01, 0.8)), semantickitti_root, "train", training=True
     )[0]
     torch.testing.assert_close(per_class.points[:, :3], augmented.points[:, :3])
     assert per_class.labels is not None
     top = kitti.model.input.intensity_max  # remission: 0-1
     lit = (augmented.points[:, 3] > 0.01 * top) & (per_class.points[:, 3] < top)  # lit and unclipped
     ratios = [
-        (
-            per_class.points[lit & (per_class.labels == c), 3]
-            / augmented.points[lit & (per_class.labels == c), 3]
-        )
+        per_class.points[lit & (per_class.labels == c), 3]
+        / augmented.points[lit & (per_class.labels == c), 3]
         for c in per_class.labels.unique().tolist()
         if int((lit & (per_class.labels == c)).sum()) > 5
     ]
     assert len(ratios) >= 2
     assert max(float(r.std()) for r in ratios) < 1e-3 < float(torch.stack([r.mean() for r in ratios]).std())
-    with pytest.raises(ValueError, match="0 < low <= high"):
+    with pytest.raises(ValueError, match="0 < low <= high <= 1"):
         TrainConfig.model_validate(
-            {**kitti.model_dump(), "data": {**kitti.data.model_dump(), "intensity_class_scale": (0, 1)}}
+            {**kitti.model_dump(), "data": {**kitti.data.model_dump(), "intensity_class_level": (0.1, 2)}}
         )
 
 
 def test_augment_switch_nuscenes(synthetic_nuscenes: Path) -> None:
     demo = load_train_config("demo")
+    # the demo config with its image branch on (mode 2ddata), so that the camera path is checked too
+    demo = demo.model_copy(update={"branch": demo.branch.model_copy(update={"mode": "2ddata"})})
     options = demo.data.nuscenes.model_copy(update={"version": "v1.0-mini", "split": "mini_train"})
     config = _with(demo, nuscenes=options)
     evaluation = build_dataset(config, synthetic_nuscenes, "mini_train", training=False)[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.demo import main
+from training.demo import LIDAR, main
 
 
 def test_a_non_empty_out_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,7 +71,18 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr("training.demo.run_command", run)
     monkeypatch.setattr("training.runs.run_command", run)
     monkeypatch.setattr("training.demo.real_data_dir", lambda: Path("/shared/data/real"))
+
+    def draw(model: Path, out: Path, semantickitti: Path, sweep: Path | None, backend: str) -> list[Path]:
+        assert model == out and (model / "manifest.json").is_file()  # beside the export just written
+        assert semantickitti.name == "semantickitti" and backend == "torch"
+        ran.append("pictures")
+        names = ("birdseye-semantickitti.png", "birdseye-semantickitti-truth.png", "birdseye-nuscenes.png")
+        for name in names:
+            (out / name).write_bytes(b"png")
+        return [out / name for name in names]
+
     monkeypatch.setattr("training.demo.real_scan_figures", score)
+    monkeypatch.setattr("training.demo.birdseye_pictures", draw)
     return ran
 
 
@@ -97,8 +108,8 @@ def test_reuse_is_checked_against_the_recorded_recipe(
     work, out = tmp_path / "runs", tmp_path / "models" / "demo"
     base = ["--work", str(work), "--out", str(out)]
     assert main([*base, *SMALL]) == 0
-    assert commands == ["synthetic", "train", "evaluate", "export"]
-    data_recipe = recipe("v1.0-trainval", scenes=2, samples_per_scene=1, seed=0, render_scale=0.5)
+    assert commands == ["synthetic", "train", "evaluate", "export", "pictures"]
+    data_recipe = recipe("v1.0-trainval", 2, 1, 0, 0.5, LIDAR)
     assert read_recipe(work / "demo-data") == data_recipe
     run_recipe = json.loads((work / "demo-train" / "recipe.json").read_text())
     assert run_recipe == {
@@ -112,12 +123,15 @@ def test_reuse_is_checked_against_the_recorded_recipe(
     assert "python -m training.demo --scenes 2 --samples-per-scene 1 --seed 0 --max-steps 3" in card
     assert "3 optimiser steps (budget 3)" in card
     assert "## Real scans" in card and "| KITTI object boxes | Car | car | 2 | 40 | 75.0 |" in card
+    assert f"--render-scale 0.5 --lidar {LIDAR}" in card and "mode `3d`" in card
+    for name in ("birdseye-semantickitti.png", "birdseye-semantickitti-truth.png", "birdseye-nuscenes.png"):
+        assert f"]({name})" in card  # the pictures drawn beside the export, shown in the card
     assert json.loads((out / "metrics.json").read_text())["real_scans"]["kitti_boxes"] == [REAL_BOX]
 
     # The same recipe: the data set and the run are reused (an interrupted rebuild continues).
     commands.clear()
     assert main([*base, *SMALL, "--overwrite"]) == 0
-    assert commands == ["evaluate", "export"]
+    assert commands == ["evaluate", "export", "pictures"]
 
     # Another recipe: refused before anything runs, naming each field that differs and the fixes.
     commands.clear()
@@ -133,7 +147,7 @@ def test_reuse_is_checked_against_the_recorded_recipe(
 
     # --overwrite replaces only what differs: the run is retrained, the data set kept.
     assert main([*base, "--scenes", "2", "--samples-per-scene", "1", "--max-steps", "5", "--overwrite"]) == 0
-    assert commands == ["train", "evaluate", "export"]
+    assert commands == ["train", "evaluate", "export", "pictures"]
     assert json.loads((work / "demo-train" / "recipe.json").read_text())["max_steps"] == 5
     assert "5 optimiser steps (budget 5)" in (out / "MODEL_CARD.md").read_text()
 

@@ -67,41 +67,48 @@ class PointDropout:
 class IntensityAugment:
     """Per-cloud intensity randomisation, so that a model cannot key on one sensor's intensities.
 
-    With probability ``drop`` the cloud's intensity column becomes 0 (a sensor without intensity);
-    otherwise it is multiplied by one ``s ~ U[scale_range]`` (another sensor's calibration) and, when
-    ``class_range`` is not ``(1, 1)``, each class's points by their own factor, log-uniform in that
-    range (another world's materials), then clipped to ``[0, intensity_max]``. The synthetic generator
-    gives each material its own intensity, which a model learns as a class cue that real sensors do
-    not share: on real scans its labels follow the intensity scale more than the shape
-    (`training.realscan`, docs/real-scans.md). The per-class factor breaks the order of the classes'
-    intensities and keeps the contrasts inside a class (paint on a road).
+    With probability ``drop`` the cloud's intensity column becomes 0 (a sensor without intensity).
+    Otherwise, when ``class_level`` is set, each class's points are scaled together so that their
+    mean lands on a level of their own, log-uniform in ``class_level`` (fractions of
+    ``intensity_max``): another world's materials on another sensor. Then the whole cloud is
+    multiplied by one ``s ~ U[scale_range]`` (another calibration) and clipped to
+    ``[0, intensity_max]``. The synthetic generator gives each material its own intensity, which a
+    model learns as a class cue that real sensors do not share (SemanticKITTI's road is brighter than
+    its cars; the generator's is darker): on real scans its labels follow the intensity more than the
+    shape (`training.realscan`, docs/real-scans.md). The class levels leave no class an intensity of
+    its own and keep the contrasts inside a class (paint on a road, a car's incidence shading).
     """
 
     drop: float = 0.0
     scale_range: tuple[float, float] = (1.0, 1.0)
     intensity_max: float = 255.0
-    class_range: tuple[float, float] = (1.0, 1.0)
+    class_level: tuple[float, float] | None = None
 
     @property
     def active(self) -> bool:
-        return self.drop > 0 or self.scale_range != (1.0, 1.0) or self.class_range != (1.0, 1.0)
+        return self.drop > 0 or self.scale_range != (1.0, 1.0) or self.class_level is not None
 
     def __call__(
         self, points: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """A copy of ``(N, ≥4)`` points with column 3 randomised: two draws from ``generator``, and one
-        per class index up to ``labels.max()`` when ``class_range`` is on (it needs ``labels``)."""
+        per class index up to ``labels.max()`` when ``class_level`` is set (it needs ``labels``)."""
         out = points.clone()
         dropped = float(torch.rand((), generator=generator)) < self.drop
         low, high = self.scale_range
         scale = low + (high - low) * float(torch.rand((), generator=generator))
-        factor = torch.full((points.shape[0],), scale, dtype=out.dtype)
-        if self.class_range != (1.0, 1.0):
+        intensity = out[:, 3] * scale
+        if self.class_level is not None:
             if labels is None:
-                raise ValueError("a per-class intensity range needs the cloud's labels")
-            lo, hi = math.log(self.class_range[0]), math.log(self.class_range[1])
+                raise ValueError("per-class intensity levels need the cloud's labels")
             count = int(labels.max()) + 1 if labels.numel() else 0
-            per_class = torch.exp(lo + (hi - lo) * torch.rand(count, generator=generator, dtype=out.dtype))
-            factor = factor * per_class[labels.long()] if count else factor
-        out[:, 3] = 0.0 if dropped else (out[:, 3] * factor).clamp_(0.0, self.intensity_max)
+            lo, hi = (math.log(v * self.intensity_max) for v in self.class_level)
+            level = torch.exp(lo + (hi - lo) * torch.rand(count, generator=generator, dtype=out.dtype))
+            index = labels.long()
+            total = torch.zeros(count, dtype=out.dtype).index_add_(0, index, out[:, 3])
+            mean = total / torch.bincount(index, minlength=count).clamp_(min=1).to(out.dtype)
+            # A class that returned no intensity at all stays dark.
+            factor = torch.where(mean > 0, level / mean.clamp(min=1e-12), torch.zeros_like(mean))
+            intensity = intensity * factor[index]
+        out[:, 3] = 0.0 if dropped else intensity.clamp_(0.0, self.intensity_max)
         return out

@@ -61,28 +61,31 @@ def test_intensity_augment_drops_or_rescales_a_whole_cloud() -> None:
     assert 40 <= dropped <= 80 and scaled == 200 - dropped  # p = 0.3 of 200
 
 
-def test_a_class_range_gives_each_class_its_own_factor() -> None:
+def test_class_levels_give_each_class_its_own_mean_and_keep_its_contrasts() -> None:
     gen = torch.Generator().manual_seed(0)
     points = torch.rand(3000, 4, generator=gen) * 40 + 1
     labels = torch.randint(0, 5, (3000,), generator=gen)
-    jitter = IntensityAugment(class_range=(0.2, 5.0), intensity_max=255.0)
+    points[labels == 3, 3] = 0.0  # a class with no intensity at all stays dark
+    jitter = IntensityAugment(class_level=(0.01, 0.5), intensity_max=255.0)
     assert jitter.active
     seen = []
     for seed in range(100):
         out = jitter(points, torch.Generator().manual_seed(seed), labels)
         assert torch.equal(out[:, :3], points[:, :3])
         assert torch.equal(out, jitter(points, torch.Generator().manual_seed(seed), labels))  # seeded
-        factors = []
-        for c in range(5):
+        assert bool((out[labels == 3, 3] == 0).all())
+        means = []
+        for c in (0, 1, 2, 4):
             mine = labels == c
             ratio = out[mine, 3] / points[mine, 3]
             assert float(ratio.std()) < 1e-4  # one factor per class: contrasts inside a class are kept
-            factors.append(float(ratio.mean()))
-        assert all(0.2 - 1e-5 <= f <= 5.0 + 1e-5 for f in factors)
-        seen.append(factors)
-    logs = torch.tensor(seen).log()
-    # Log-uniform over [0.2, 5]: centred on 1, and classes drawn independently, so their order changes.
-    assert abs(float(logs.mean())) < 0.15
-    assert len({tuple(torch.argsort(row).tolist()) for row in logs}) > 50
-    with pytest.raises(ValueError, match="needs the cloud's labels"):
+            if bool((out[mine, 3] < 255).all()):  # unclipped: the class's mean is its level
+                means.append(float(out[mine, 3].mean()))
+                assert 0.01 * 255 - 1e-3 <= means[-1] <= 0.5 * 255 + 1e-3
+        seen.append(means)
+    levels = torch.tensor([m for row in seen for m in row]).log()
+    # Log-uniform over [2.55, 127.5]: the mean of the logs is the log of the geometric mean (18).
+    assert abs(float(levels.mean()) - math.log(255 * math.sqrt(0.01 * 0.5))) < 0.2
+    assert len({tuple(torch.argsort(torch.tensor(row)).tolist()) for row in seen if len(row) == 4}) > 15
+    with pytest.raises(ValueError, match="need the cloud's labels"):
         jitter(points, torch.Generator().manual_seed(0))

@@ -1,13 +1,16 @@
 """A LIDAR_TOP sweep of a world: points in the nuScenes ``.pcd.bin`` layout and their lidarseg labels.
 
 One revolution from the sensor pose at the sweep's timestamp (the rolling shutter of a real sweep,
-≤ 50 ms, is ignored). Returns are ordered firing by firing with rings 0…31 inside a firing, as in the
-real files; rays with nothing within `LidarModel.max_range` (sky) give no point. Each return gets:
+≤ 50 ms, is ignored). Returns are ordered firing by firing with the rings in order inside a firing
+(0…31 for the HDL-32E), as in the real files; rays with nothing within `LidarModel.max_range`
+(sky) give no point. Each return gets:
 
 - range noise along the beam (`LidarModel.range_noise`), plus a short random penetration into
-  foliage (leaves are not a surface);
-- the raw lidarseg index of what it hit (ground material, solid label, ``vehicle.ego`` 31 for the
-  ego's own roof), and a few spurious returns labelled ``noise`` (0) at random ranges;
+  foliage (leaves are not a surface) and 0.5-4 m through a building's windows (the room behind,
+  `world.facade_windows`);
+- the raw lidarseg index of what it hit (the ground material under the hit on the road and on the
+  raised kerbside, solid label, ``vehicle.ego`` 31 for the ego's own roof), and a few spurious
+  returns labelled ``noise`` (0) at random ranges;
 - an intensity in 0–255: the material's reflectivity, dimmed at grazing incidence, with noise, as an
   integer-valued float as in nuScenes.
 """
@@ -27,6 +30,7 @@ from training.data.synthetic.world import (
     Solids,
     Style,
     World,
+    facade_windows,
     ground_sample,
     raw_index,
 )
@@ -164,11 +168,17 @@ def sweep(
     labels[ground_like] = GROUND_LABELS[material]
     reflectivity[ground_like] = np.where(painted, PAINT_REFLECTIVITY, GROUND_REFLECTIVITY[material])
 
-    # Range noise; leaves let the beam in a little before it returns.
+    # Range noise; leaves let the beam in a little before it returns, windows into the room behind.
     noisy = distance + rng.normal(0.0, model.range_noise, n).astype(np.float32)
     foliage = on_solid.copy()
     foliage[on_solid] = solids.style[index] == Style.FOLIAGE
     noisy[foliage] += rng.exponential(0.12, int(foliage.sum())).astype(np.float32)
+    walls = np.flatnonzero(on_solid)[solids.style[index] == Style.BUILDING]
+    local = solids.to_local(solid[walls], surface[walls])
+    window = np.zeros(n, dtype=bool)
+    window[walls] = facade_windows(local, solids.half[solid[walls]], (face[walls] // 2).astype(np.int8))
+    room = rng.uniform(0.5, 4.0, int(window.sum())).astype(np.float32)
+    noisy[window] += np.minimum(room, np.maximum(model.max_range - noisy[window], 0.0))  # within range
     spurious = rng.random(n) < SPURIOUS_RATE  # a return from somewhere before the surface
     early = rng.uniform(1.0, np.maximum(noisy[spurious], 1.5))
     noisy[spurious] = early.astype(np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 
 from training.data.synthetic.raycast import GROUND, MISS, Window, cast
 from training.data.synthetic.sensors import IMAGE_SIZE, SensorCalibration
-from training.data.synthetic.world import Ground, Solids, Style, World, ground_sample
+from training.data.synthetic.world import Ground, Solids, Style, World, facade_windows, ground_sample
 
 __all__ = ["CameraView", "render_camera"]
 
@@ -305,10 +305,7 @@ def _paint_barrier(s: _Surface) -> None:
 
 
 def _paint_building(s: _Surface) -> None:
-    along = np.where(s.axis == 0, s.local[:, 1], s.local[:, 0])
-    storey, bay = np.mod(s.height, 3.2), np.mod(along, 2.8)
-    window = (storey > 1.0) & (storey < 2.3) & (bay > 0.7) & (bay < 2.0) & (s.axis < 2)
-    s.paint(window, GLASS + 40 * s.second_color())
+    s.paint(facade_windows(s.local, s.half, s.axis), GLASS + 40 * s.second_color())
     s.paint(s.axis == 2, np.array([92.0, 92.0, 96.0]))  # roof
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "World",
     "WorldObject",
     "build_world",
+    "facade_windows",
     "ground_sample",
     "raw_index",
 ]
@@ -87,6 +88,7 @@ class Style(IntEnum):
     EGO = 15
     KERBSIDE = 16  # raised ground: labelled and painted by the ground material under the hit
     CABIN = 17  # a car's cabin: windows and roof
+    FENCE = 18
 
 
 class Ground(IntEnum):
@@ -199,6 +201,17 @@ class Solids:
     @classmethod
     def concatenate(cls, parts: Sequence[Solids]) -> Solids:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+
+def facade_windows(local: np.ndarray, half: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Which hits on building walls fall on a window: storeys of 3.2 m with windows from 1.0 to 2.3 m
+    above each storey's floor, bays of 2.8 m with windows from 0.7 to 2.0 m along the wall. ``local``
+    ``(M, 3)`` hit points in the building's frame, ``half`` ``(M, 3)`` its half sizes, ``axis``
+    ``(M,)`` the box face axis hit (0, 1: walls; 2: the roof). The camera paints them glass, the
+    LiDAR sees through them into the rooms (`lidar.sweep`)."""
+    along = np.where(axis == 0, local[:, 1], local[:, 0])
+    storey, bay = np.mod(local[:, 2] + half[:, 2], 3.2), np.mod(along, 2.8)
+    return (storey > 1.0) & (storey < 2.3) & (bay > 0.7) & (bay < 2.0) & (axis < 2)
 
 
 def ground_sample(solids: Solids, solid: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -577,16 +590,19 @@ class _Builder:
 
     def buildings(self, x_range: tuple[float, float]) -> None:
         """Blocks along both sides: most face the back of the sidewalk, the others stand behind a verge
-        (terrain, paved patches, trees), with gaps and empty lots between."""
+        (terrain, paved patches, trees), with gaps and empty lots between; half the verges and empty
+        lots are fenced off from the sidewalk (`fence`)."""
         lay, rng = self.layout, self.rng
         for side in (-1, 1):
             x = x_range[0]
             while x < x_range[1]:
                 length = float(rng.uniform(8, 30))
+                open_lot = True
                 if rng.random() > 0.12:  # else an empty lot
                     setback = (
                         float(rng.uniform(0.3, 1.5)) if rng.random() < 0.6 else float(rng.uniform(4, 10))
                     )
+                    open_lot = setback > 3
                     front = lay.sidewalk_outer + setback
                     depth, height = float(rng.uniform(8, 18)), float(rng.uniform(4, 24))
                     color = _BUILDING_COLOURS[int(rng.integers(len(_BUILDING_COLOURS)))]
@@ -600,7 +616,28 @@ class _Builder:
                         float(rng.uniform(25, 55)),
                     )
                     self.fronts[side].append((x, x + length, setback))
+                if open_lot and rng.random() < 0.5:
+                    self.fence(side, x, x + length)
                 x += length + (float(rng.uniform(1, 8)) if rng.random() < 0.5 else 0.0)
+
+    def fence(self, side: int, x0: float, x1: float) -> None:
+        """A fence or a low wall (``static.manmade``) along the back of the sidewalk over ``[x0, x1]``,
+        with a gate gap somewhere along it."""
+        rng, lay = self.rng, self.layout
+        height, thickness = float(rng.uniform(0.8, 2.0)), float(rng.uniform(0.05, 0.3))
+        y = side * (lay.sidewalk_outer + 0.15 + thickness / 2)
+        gate = float(rng.uniform(x0, x1))
+        color = (
+            (150, 150, 150)
+            if thickness < 0.15
+            else _BUILDING_COLOURS[int(rng.integers(len(_BUILDING_COLOURS)))]
+        )
+        for a, b in ((x0, gate - 0.6), (gate + 0.6, x1)):
+            if b - a < 0.5:
+                continue
+            self.taken.claim(_Footprints.bounds((a + b) / 2, y, b - a, thickness, 0.0))
+            self.scenery(Shape.BOX, ((a + b) / 2, y, height / 2), ((b - a) / 2, thickness / 2, height / 2),
+                         "static.manmade", Style.FENCE, color, float(rng.uniform(25, 55)))  # fmt: skip
 
     def verge(self, side: int, x0: float, x1: float) -> float:
         """Depth of open ground behind the sidewalk over ``[x0, x1]`` (up to the nearest facade)."""

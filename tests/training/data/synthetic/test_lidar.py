@@ -9,7 +9,7 @@ from training.data.synthetic.lidar import LidarSweep, sweep
 from training.data.synthetic.plan import scene_rng
 from training.data.synthetic.raycast import GROUND
 from training.data.synthetic.sensors import HDL32E, HDL64E, RIGS
-from training.data.synthetic.world import RoadLayout, Solids, World, build_world, raw_index
+from training.data.synthetic.world import RoadLayout, Solids, Style, World, build_world, raw_index
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,25 @@ def test_an_hdl64e_sweep_has_64_rings_and_four_times_the_returns(scene) -> None:
             assert np.median(elevation[far & (ring == r)]) == pytest.approx(table[r], abs=0.6)
     # The same world, the same labels: the classes agree with the HDL-32E's.
     assert set(np.unique(result.labels)) >= set(np.unique(result32.labels)) - {raw_index("noise")}
+
+
+def test_windows_let_the_beam_into_the_rooms(scene) -> None:
+    """Returns from building walls lie on the wall, except through windows, where they come from
+    0.5-4 m inside (the room behind the glass); all are manmade."""
+    world, result, _, _ = scene
+    solids = world.solids
+    # (solid rows past the world's are the ego's boxes)
+    hit = np.flatnonzero(
+        (result.solid >= 0) & (result.solid < len(solids)) & (result.labels != raw_index("noise"))
+    )
+    building = hit[solids.style[result.solid[hit]] == Style.BUILDING]
+    assert building.size > 1000
+    assert (result.labels[building] == raw_index("static.manmade")).all()
+    index = result.solid[building]
+    local = solids.to_local(index, result.scene_points[building])
+    depth = (solids.half[index] - np.abs(local)).min(axis=1)  # how far inside the box
+    through = depth > 0.3
+    assert 0.03 < through.mean() < 0.5 and depth.max() < 4.2
+    # On the wall, but for windows near a corner, whose oblique rays can leave by the side wall (into
+    # the next building on a block).
+    assert (np.abs(depth) < 0.1).mean() > 0.5 and (depth < -0.1).mean() < 0.03

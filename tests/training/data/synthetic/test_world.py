@@ -141,6 +141,24 @@ def test_off_the_carriageway_the_ground_is_raised_by_a_kerb(world: World) -> Non
     assert (solids.center[scenery, 2] > layout.kerb_height).all()
 
 
+def test_fences_run_along_the_back_of_the_sidewalk(world: World) -> None:
+    layout, solids = world.layout, world.solids
+    fences = np.flatnonzero(solids.style == Style.FENCE)
+    assert (solids.label[fences] == raw_index("static.manmade")).all()
+    inner = np.abs(solids.center[fences, 1]) - solids.half[fences, 1]
+    assert np.allclose(inner, layout.sidewalk_outer + 0.15)
+    assert solids.center[fences, 2] - solids.half[fences, 2] == pytest.approx(layout.kerb_height)
+    assert ((solids.half[fences, 2] >= 0.4) & (solids.half[fences, 2] <= 1.0)).all()
+
+
+def test_some_worlds_have_fences() -> None:
+    counts = [
+        int((build_world(scene_rng(seed, 0, 0, 1), PATH, False).solids.style == Style.FENCE).sum())
+        for seed in range(6)
+    ]
+    assert sum(c > 0 for c in counts) >= 4, counts
+
+
 def test_scenery_classes_are_present(world: World) -> None:
     labels = set(world.solids.label.tolist())
     assert {raw_index("static.manmade"), raw_index("static.vegetation")} <= labels
