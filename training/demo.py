@@ -30,7 +30,7 @@ from typing import Any
 from seg3d.helptext import plain
 from seg3d.io import write_atomic
 from seg3d.scans import real_data_dir
-from training.config import load_train_config
+from training.config import TrainConfig, load_train_config
 from training.data.synthetic import read_recipe
 from training.data.synthetic import recipe as synthetic_recipe
 from training.realscan import birdseye_pictures, card_section, real_scan_figures, shared_nuscenes_sweep
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         pictures = [p.name for p in drawn]
     write_atomic(args.out / "metrics.json", json.dumps(figures, indent=2))
-    write_atomic(args.out / "MODEL_CARD.md", _card(recorded["run"], figures, log, pictures))
+    write_atomic(args.out / "MODEL_CARD.md", _card(recorded["run"], config, figures, log, pictures))
     print(f"demo model written to {args.out}")
     return 0
 
@@ -179,10 +179,12 @@ def _holds_something(folder: Path) -> bool:
     return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
 
 
-def _card(recipe: dict[str, Any], figures: dict, log: list[dict], pictures: list[str]) -> str:
-    """The model card, from the run's verified recorded recipe (its data recipe included)."""
+def _card(
+    recipe: dict[str, Any], config: TrainConfig, figures: dict, log: list[dict], pictures: list[str]
+) -> str:
+    """The model card, from the run's verified recorded recipe (its data recipe included) and the
+    config it names (whose hash `main` has checked against the recipe)."""
     data = recipe["data"]
-    config = load_train_config(recipe["config"])  # its hash is the recorded one (checked in main)
     mode = config.branch.mode
     why = (
         "- mode `3d` rather than `2ddata` because it did better on the real scans (10.1 against 6.6 %\n"
@@ -220,7 +222,7 @@ def _card(recipe: dict[str, Any], figures: dict, log: list[dict], pictures: list
     generator = (
         f"python -m training.data.synthetic --version {data['version']} --scenes {data['scenes']} "
         f"--samples-per-scene {data['samples_per_scene']} --seed {data['seed']} "
-        f"--render-scale {data['render_scale']} --lidar {data.get('lidar', 'hdl32e')}"
+        f"--render-scale {data['render_scale']} --lidar {data['lidar']}"
     )
     return f"""# Demo model: mode {mode}, tiny 3D encoder, synthetic scenes only
 

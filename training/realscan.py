@@ -172,6 +172,33 @@ def _pct(value: float) -> str:
     return "—" if math.isnan(value) else f"{100 * value:.1f}"
 
 
+def _labelled_scans(root: Path, sequences: Sequence[int] | None = None) -> list[tuple[Path, Path]]:
+    """``(scan, label)`` of every labelled scan of ``root``'s sequences (default: every sequence with a
+    ``labels/`` folder), in order; an unlabelled scan has nothing to score or show.
+
+    Raises:
+        FileNotFoundError: no ``sequences/``, a sequence without ``velodyne/``, or no labelled scan.
+    """
+    if not (root / "sequences").is_dir():
+        raise FileNotFoundError(f"{root}: no sequences/ folder (expected a SemanticKITTI root)")
+    folders = (
+        [root / "sequences" / f"{s:02d}" for s in sequences]
+        if sequences
+        else sorted(p for p in (root / "sequences").iterdir() if (p / "labels").is_dir())
+    )
+    pairs = []
+    for folder in folders:
+        if not (folder / "velodyne").is_dir():
+            raise FileNotFoundError(f"{folder}: no velodyne/ folder")
+        for scan in sorted((folder / "velodyne").glob("*.bin")):
+            label = folder / "labels" / f"{scan.stem}.label"
+            if label.is_file():
+                pairs.append((scan, label))
+    if not pairs:
+        raise FileNotFoundError(f"{root}: no scan with a labels/*.label file in {[f.name for f in folders]}")
+    return pairs
+
+
 def semantickitti_scores(
     labeller: Labeller,
     root: str | Path,
@@ -197,23 +224,7 @@ def semantickitti_scores(
     root = Path(root)
     label_map = SemanticKittiLabelMap.from_yaml(label_config or root / "semantic-kitti.yaml")
     mapping = class_mapping(SEMANTICKITTI, model_classes)
-    if not (root / "sequences").is_dir():
-        raise FileNotFoundError(f"{root}: no sequences/ folder (expected a SemanticKITTI root)")
-    folders = (
-        [root / "sequences" / f"{s:02d}" for s in sequences]
-        if sequences
-        else sorted(p for p in (root / "sequences").iterdir() if (p / "labels").is_dir())
-    )
-    pairs = []
-    for folder in folders:
-        if not (folder / "velodyne").is_dir():
-            raise FileNotFoundError(f"{folder}: no velodyne/ folder")
-        for scan in sorted((folder / "velodyne").glob("*.bin")):
-            label = folder / "labels" / f"{scan.stem}.label"
-            if label.is_file():  # an unlabelled scan has nothing to score
-                pairs.append((scan, label))
-    if not pairs:
-        raise FileNotFoundError(f"{root}: no scan with a labels/*.label file in {[f.name for f in folders]}")
+    pairs = _labelled_scans(root, sequences)
     k = len(model_classes)
     matrix = ConfusionMatrix(k)
     total = 0
@@ -343,15 +354,6 @@ def load_labeller(model: str | Path, backend: str = "auto") -> tuple[Labeller, M
     return (lambda points: segmenter.segment(points).labels), segmenter.config, what
 
 
-def _labelled_scans(root: Path) -> list[tuple[Path, Path]]:
-    """``(scan, label)`` of every labelled scan under ``root/sequences``, in order."""
-    return [
-        (scan, scan.parent.parent / "labels" / f"{scan.stem}.label")
-        for scan in sorted(root.glob("sequences/*/velodyne/*.bin"))
-        if (scan.parent.parent / "labels" / f"{scan.stem}.label").is_file()
-    ]
-
-
 def birdseye_pictures(
     model: str | Path,
     out: str | Path,
@@ -359,13 +361,15 @@ def birdseye_pictures(
     nuscenes_sweep: Path | None,
     backend: str = "auto",
     label_config: Path | None = None,
+    sequences: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write bird's-eye PNGs of real scans labelled by ``model`` into ``out``; returns their paths.
 
     ``birdseye-semantickitti.png`` and ``birdseye-semantickitti-truth.png``: the first labelled scan
-    of ``semantickitti`` as the model labels it and as its ground truth reads in the model's classes
-    (unmapped classes in the ignore colour); ``birdseye-nuscenes.png``: ``nuscenes_sweep`` as the model
-    labels it. KITTI's frame has x forward (forward is to the right), nuScenes' LIDAR_TOP y (up).
+    of ``semantickitti`` (of ``sequences``, read as `semantickitti_scores` reads them) as the model
+    labels it and as its ground truth reads in the model's classes (unmapped classes in the ignore
+    colour); ``birdseye-nuscenes.png``: ``nuscenes_sweep`` as the model labels it. KITTI's frame has
+    x forward (forward is to the right), nuScenes' LIDAR_TOP y (up).
     """
     labeller, config, _ = load_labeller(model, backend)
     classes, intensity_max = config.classes, config.input.intensity_max
@@ -373,10 +377,7 @@ def birdseye_pictures(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if semantickitti is not None:
-        scans = _labelled_scans(Path(semantickitti))
-        if not scans:
-            raise FileNotFoundError(f"{semantickitti}: no scan with a labels/*.label file")
-        scan, label = scans[0]
+        scan, label = _labelled_scans(Path(semantickitti), sequences)[0]
         label_map = SemanticKittiLabelMap.from_yaml(
             label_config or Path(semantickitti) / "semantic-kitti.yaml"
         )
@@ -550,7 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         sweep = args.nuscenes or shared_nuscenes_sweep()
         try:
             pictures = birdseye_pictures(
-                args.model, args.pictures, semantickitti, sweep, args.backend, args.label_config
+                args.model,
+                args.pictures,
+                semantickitti,
+                sweep,
+                args.backend,
+                args.label_config,
+                args.sequences,
             )
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -198,16 +198,16 @@ class SemanticKittiDataset(Dataset[LidarSample]):
         keep = crop_mask(points[:, :3], self.config.grid)
         indices = torch.nonzero(keep).flatten()
         points = points[keep]
+        labels = labels[keep] if labels is not None else None
         if self.augment is not None:
             generator = torch.Generator().manual_seed(self.seed + self.epoch * len(self) + index)
             points = self.augment(points, generator)
             if self.intensity is not None:
-                kept = labels[indices] if labels is not None else None
-                points = self.intensity(points, generator, kept)
+                points = self.intensity(points, generator, labels)
         return LidarSample(
             name=f"{scan_path.parent.parent.name}/{scan_path.stem}",
             points=points,
-            labels=labels[keep] if labels is not None else None,
+            labels=labels,
             indices=indices,
             num_file_points=num_file_points,
         )

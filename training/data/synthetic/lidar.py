@@ -152,6 +152,8 @@ def sweep(
     on_ground = solid == GROUND
     on_solid = ~on_ground
     index = solid[on_solid]
+    style = np.full(n, -1, dtype=np.int8)  # the hit solid's Style; -1 on the road plane
+    style[on_solid] = solids.style[index]
     labels[on_solid] = solids.label[index]
     reflectivity[on_solid] = solids.reflectivity[index]
     cos_incidence[on_solid] = _cos_incidence(
@@ -159,8 +161,7 @@ def sweep(
     )
     cos_incidence[on_ground] = np.abs(scene_dir[on_ground, 2])
     # The road plane and the raised ground (kerb slabs) both take the material under the hit.
-    ground_like = on_ground.copy()
-    ground_like[on_solid] = solids.style[index] == Style.KERBSIDE
+    ground_like = on_ground | (style == Style.KERBSIDE)
     sample = ground_sample(solids, solid[ground_like], surface[ground_like])
     material = world.layout.material(sample[:, 0], sample[:, 1])
     painted = world.layout.paint(sample[:, 0], sample[:, 1]) > 0
@@ -170,10 +171,9 @@ def sweep(
 
     # Range noise; leaves let the beam in a little before it returns, windows into the room behind.
     noisy = distance + rng.normal(0.0, model.range_noise, n).astype(np.float32)
-    foliage = on_solid.copy()
-    foliage[on_solid] = solids.style[index] == Style.FOLIAGE
+    foliage = style == Style.FOLIAGE
     noisy[foliage] += rng.exponential(0.12, int(foliage.sum())).astype(np.float32)
-    walls = np.flatnonzero(on_solid)[solids.style[index] == Style.BUILDING]
+    walls = np.flatnonzero(style == Style.BUILDING)
     local = solids.to_local(solid[walls], surface[walls])
     window = np.zeros(n, dtype=bool)
     window[walls] = facade_windows(local, solids.half[solid[walls]], (face[walls] // 2).astype(np.int8))
