@@ -127,6 +127,10 @@ class LoopConfig(_Strict):
     checkpoint_every: int = Field(100, ge=1)  # optimiser steps
     log_every: int = Field(10, ge=1)  # optimiser steps
     max_val_samples: int | None = Field(None, ge=1)
+    # Exponential moving average of the weights (and BatchNorm statistics), updated after every
+    # optimiser step: validation, best.pt and last.pt's weights are the average; last.pt keeps the
+    # raw weights too, for --resume. None: no average (2DPASS has none).
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     # Sparse-conv implementation (`training.backend`): auto = spconv on CUDA when a CUDA build
     # imports, else the table backend with present taps; --backend overrides it.
     backend: Literal["auto", "spconv", "table"] = "auto"

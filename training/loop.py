@@ -9,7 +9,10 @@ the run still ends validated, with ``best.pt`` and ``last.pt``. A resumed run ke
 it started with. ``last.pt`` is written every ``checkpoint_every`` steps, at each validation
 and at the end, ``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
 previous complete file. ``--resume`` restores the model, optimiser, scheduler, step, position in
-the epoch and RNG states, and the sampler skips the batches already done. ``train_log.jsonl``
+the epoch and RNG states, and the sampler skips the batches already done. With ``loop.ema_decay``
+an exponential moving average of the weights is kept beside them: it is what validation scores and
+what checkpoints hold as their weights (so evaluation and export read the average), while
+``last.pt`` also keeps the raw weights the optimiser continues from. ``train_log.jsonl``
 gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate).
 
 Sparse convolutions run on the backend `training.backend.choose_backend` picks (``loop.backend`` or
@@ -40,6 +43,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -109,14 +113,19 @@ def _save(
     state: TrainState,
     scaler: torch.amp.GradScaler,
     backend: BackendChoice,
+    ema: AveragedModel | None,
 ) -> None:
+    training: dict[str, Any] = {}
+    if ema is not None:  # the checkpoint's weights are the average; the optimiser's go beside them
+        training["raw_state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_checkpoint(
         path,
         Checkpoint(
             mode=config.branch.mode,
             model_config=config.model,
-            state_dict=model.state_dict(),
-            training={
+            state_dict=model.state_dict() if ema is None else _averaged(ema).state_dict(),
+            training=training
+            | {
                 "config": config.model_dump(mode="json"),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -137,6 +146,18 @@ def _save(
     )
 
 
+def _averaged(ema: AveragedModel) -> TrainingModel:
+    return ema.module  # type: ignore[return-value]
+
+
+def _new_ema(model: TrainingModel, decay: float | None) -> AveragedModel | None:
+    if decay is None:
+        return None
+    # use_buffers: BatchNorm's running statistics are averaged like the weights, so the average
+    # is a consistent model without a pass to re-estimate them.
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _resume(
     path: Path,
     config: TrainConfig,
@@ -144,6 +165,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
+    ema: AveragedModel | None,
 ) -> TrainState:
     checkpoint = load_checkpoint(path)
     stored = TrainConfig.model_validate(checkpoint.training["config"])
@@ -152,7 +174,19 @@ def _resume(
             f"{path} was trained with another model or mode ({stored.name}: {stored.model.name}, "
             f"mode {stored.branch.mode}); resume with that config or train into a new --out"
         )
-    model.load_state_dict(checkpoint.state_dict)
+    raw = checkpoint.training.get("raw_state_dict")
+    if (ema is None) != (raw is None):
+        raise ValueError(
+            f"{path} was trained {'without' if raw is None else 'with'} loop.ema_decay; resume with the "
+            "same setting or train into a new --out"
+        )
+    if ema is None:
+        model.load_state_dict(checkpoint.state_dict)
+    else:
+        model.load_state_dict(raw)
+        _averaged(ema).load_state_dict(checkpoint.state_dict)
+        # Counts the updates; any count past zero means "average from here on" to AveragedModel.
+        ema.n_averaged.fill_(checkpoint.training["state"]["step"])
     optimizer.load_state_dict(checkpoint.training["optimizer"])
     scheduler.load_state_dict(checkpoint.training["scheduler"])
     scaler_state = checkpoint.training.get("grad_scaler") or {}
@@ -232,7 +266,13 @@ class _Run:
     bar: tqdm
     state: TrainState
     on_step: Callable[[int, float], None] | None
+    ema: AveragedModel | None  # the weights' moving average (loop.ema_decay), or None
     last_loss: float = float("nan")
+
+    @property
+    def scored(self) -> TrainingModel:
+        """The model validation scores and checkpoints hold: the average when there is one."""
+        return self.model if self.ema is None else _averaged(self.ema)
 
     def close(self) -> None:
         self.bar.close()
@@ -325,7 +365,8 @@ def _setup(
         T_max=schedule_period(config, steps_per_epoch, total_steps),
         eta_min=config.schedule.eta_min,
     )
-    state = _resume(out / LAST, config, model, optimizer, scheduler, scaler) if resume else TrainState()
+    ema = _new_ema(model, loop.ema_decay)
+    state = _resume(out / LAST, config, model, optimizer, scheduler, scaler, ema) if resume else TrainState()
     if env.is_main:
         _prepare_out(out, config, resume, state.step)
     log = (out / "train_log.jsonl").open("a") if env.is_main else None
@@ -369,6 +410,7 @@ def _setup(
         bar=bar,
         state=state,
         on_step=on_step,
+        ema=ema,
     )
 
 
@@ -444,6 +486,8 @@ def _step(run: _Run, epoch: _Epoch, terms: dict[str, Any]) -> _Step:
     norm = _clip(run.model, run.config.optim.grad_clip)
     if math.isfinite(loss) and math.isfinite(norm):
         run.scaler.step(run.optimizer)  # optimizer.step() when no scaler runs
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
     else:
         state.skipped_steps += 1
     run.scaler.update()  # an overflow lowers the scale
@@ -504,7 +548,7 @@ def _validate_and_checkpoint(run: _Run, epoch_done: bool) -> None:
         return
     if len(run.val_set) > 0:
         report = evaluate_sharded(
-            run.model.encoder3d, run.val_set, config.model, run.env, max_samples=loop.max_val_samples
+            run.scored.encoder3d, run.val_set, config.model, run.env, max_samples=loop.max_val_samples
         ).report(config.model.class_names)
         state.history.append({"epoch": state.epoch, "step": state.step, "miou": report.miou})
         if run.writer is not None:
@@ -527,6 +571,7 @@ def _save_run(run: _Run, name: str) -> None:
         run.state,
         run.scaler,
         run.backend,
+        run.ema,
     )
 
 

@@ -195,3 +195,56 @@ def test_schedule_period_follows_the_budget() -> None:
     per_epoch = TrainConfig.model_validate({**CONFIG, "schedule": {"unit": "epoch"}, "loop": {"epochs": 12}})
     assert schedule_period(per_epoch, steps_per_epoch=10, total_steps=120) == 8  # 2DPASS: epochs - 4
     assert schedule_period(per_epoch, steps_per_epoch=10, total_steps=35) == 3  # the budget's whole epochs
+
+
+def test_a_weight_average_is_what_checkpoints_hold_and_resumes_exactly(
+    synthetic_nuscenes: Path, tmp_path: Path
+) -> None:
+    """loop.ema_decay 0.5 over 3 steps, once straight and once cut after step 2 (an exception in the
+    step callback, after last.pt of step 2 was written) then resumed: the checkpoints' weights are the
+    average, the raw weights ride beside them, step 3's average is 0.5 × step 2's + 0.5 × step 3's raw
+    weights (so a resumed average continues, it does not restart from a copy), and the resumed run
+    ends where the straight one does."""
+    from training.config import TrainConfig
+    from training.loop import train
+
+    config = TrainConfig.model_validate(
+        {**CONFIG, "loop": {**CONFIG["loop"], "accumulate": 1, "ema_decay": 0.5}}
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float sums in one order, so the two runs can be compared closely
+    try:
+        straight = tmp_path / "straight"
+        train(config, synthetic_nuscenes, straight, max_steps=3, progress=False)
+
+        def crash(step: int, loss: float) -> None:
+            if step == 3:
+                raise KeyboardInterrupt
+
+        cut = tmp_path / "cut"
+        with pytest.raises(KeyboardInterrupt):
+            train(config, synthetic_nuscenes, cut, max_steps=3, progress=False, on_step=crash)
+        at_two = load_checkpoint(cut / "last.pt")
+        assert at_two.training["state"]["step"] == 2
+        train(config, synthetic_nuscenes, cut, max_steps=3, resume=True, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(cut / "last.pt")
+    moved = 0
+    for key, average in a.state_dict.items():
+        raw = a.training["raw_state_dict"][key]
+        torch.testing.assert_close(b.state_dict[key], average, rtol=1e-5, atol=1e-6, msg=key)
+        torch.testing.assert_close(b.training["raw_state_dict"][key], raw, rtol=1e-5, atol=1e-6, msg=key)
+        if average.is_floating_point():
+            expected = 0.5 * at_two.state_dict[key] + 0.5 * raw
+            torch.testing.assert_close(average, expected, rtol=1e-5, atol=1e-6, msg=key)
+            moved += int(not torch.equal(average, raw))
+    assert moved > 0  # the average is not the raw weights
+    best = load_checkpoint(straight / "best.pt")
+    for key, value in a.state_dict.items():  # validated and saved at the end: the average
+        torch.testing.assert_close(best.state_dict[key], value, msg=key)
+
+    plain_config = TrainConfig.model_validate({**CONFIG, "loop": {**CONFIG["loop"], "accumulate": 1}})
+    with pytest.raises(ValueError, match="ema_decay"):
+        train(plain_config, synthetic_nuscenes, cut, max_steps=4, resume=True, progress=False)
