@@ -27,6 +27,18 @@ dense fp32``, ``onnxruntime sparse fp32`` and ``onnxruntime sparse int8``; the o
    client-side end-to-end p50/p95, throughput, and the server's peak resident memory sampled every
    20 ms; for the spconv reference and for the fastest in-process row.
 Results go to bench/results/<machine>.md and .json, with the Performance issue's targets.
+
+    python bench/run.py --batching --models demo                     # models/demo, ~4 min
+    python bench/run.py --batching --models full --full-export /tmp/full-export   # ~15 min
+
+--batching measures the service's micro-batching instead (`serve.batching`, ``--max-batch``): a
+real ``python -m serve`` process on the ONNX Runtime backend, 1, 8 and 32 concurrent clients
+(--batching-clients) each sending the same real nuScenes sweep, batching off (``--max-batch 1``)
+then on (``--max-batch`` --batching-max-batch); throughput, client-side latency p50/p95, the
+server's peak RSS, and whether every answer has the labels of the unbatched server. ``demo`` is the
+bundled export models/demo (--demo-export), ``full`` an export of nuscenes_full (--full-export, or
+exported here with random-init weights unless --full-checkpoint). Results go to
+bench/results/batching-<machine>.md and .json, with the default they call for.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import resource
 import statistics
 import sys
@@ -782,6 +795,362 @@ def judge(report: dict[str, Any]) -> list[str]:
     return verdicts
 
 
+# -- micro-batching ------------------------------------------------------------------------------
+
+#: The server options of each batching mode (besides --max-batch).
+BATCHING_MODES = ("off", "on")
+
+
+class _PeakRss:
+    """Samples a process's resident memory every 20 ms while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.idle = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_clients(
+    url: str, raw: bytes, clients: int, requests: int, reference: bytes | None, warmup: int
+) -> dict[str, Any]:
+    """``clients`` concurrent clients, each sending ``raw`` ``requests`` times back to back after
+    ``warmup`` concurrent untimed requests: throughput, end-to-end latency, the server's inference
+    time, and whether every answer's labels equal ``reference`` (None: not compared)."""
+    headers = {"Content-Type": "application/octet-stream", "Accept": "application/octet-stream"}
+    latencies: list[float] = []
+    inference: list[float] = []
+    statuses: dict[int, int] = {}
+    mismatched = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal mismatched
+        for _ in range(requests):
+            start = time.perf_counter()
+            response = await http.post("/segment", content=raw, headers=headers)
+            elapsed = (time.perf_counter() - start) * 1e3
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                latencies.append(elapsed)
+                inference.append(float(response.headers["x-inference-ms"]))
+                mismatched += reference is not None and response.content != reference
+
+    async def run() -> float:
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=url, timeout=1800, limits=limits) as http:
+            await asyncio.gather(
+                *(http.post("/segment", content=raw, headers=headers) for _ in range(warmup))
+            )
+            start = time.perf_counter()
+            await asyncio.gather(*(client(http) for _ in range(clients)))
+            return time.perf_counter() - start
+
+    wall = asyncio.run(run())
+    return {
+        "clients": clients,
+        "requests": clients * requests,
+        "wall_s": wall,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "throughput_rps": len(latencies) / wall,
+        "p50_ms": _p(latencies, 50),
+        "p95_ms": _p(latencies, 95),
+        "inference_p50_ms": _p(inference, 50),
+        "labels_match": None if reference is None else mismatched == 0,
+    }
+
+
+def _requests_per_client(total: int, clients: int) -> int:
+    """Requests each client sends so that a point of the run sends about ``total`` (at least one)."""
+    return max(1, round(total / clients))
+
+
+def bench_batching_model(model_dir: Path, raw: bytes, args: argparse.Namespace) -> dict[str, Any]:
+    """Batching off, then on: one server each (``--max-queue`` the most clients, so none is
+    refused), every client count against it."""
+    clients = sorted(args.batching_clients)
+    reference: bytes | None = None
+    modes: dict[str, Any] = {}
+    for mode in BATCHING_MODES:
+        batch = ["--max-batch", "1"]
+        if mode == "on":
+            batch = ["--max-batch", str(args.batching_max_batch)]
+            batch += ["--batch-window-ms", str(args.batching_window_ms)]
+            batch += ["--max-batch-points", str(args.batching_max_points)]
+        server_args = ["--backend", "onnxruntime", "--max-queue", str(max(clients))]
+        server_args += ["--log-level", "warning", *batch]
+        print(f"  batching {mode}: python -m serve {' '.join(server_args)}", flush=True)
+        server = start_local_server(model_dir, *server_args, ready_timeout=600)
+        try:
+            if reference is None:
+                with httpx.Client(base_url=server.url, timeout=1800) as http:
+                    answer = http.post(
+                        "/segment",
+                        content=raw,
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Accept": "application/octet-stream",
+                        },
+                    )
+                    answer.raise_for_status()
+                    reference = answer.content
+            points = []
+            with _PeakRss(server.process.pid) as rss:
+                for count in clients:
+                    requests = _requests_per_client(args.batching_requests, count)
+                    warmup = min(count, args.batching_max_batch)
+                    point = measure_clients(server.url, raw, count, requests, reference, warmup)
+                    print(
+                        f"    {count:>3} clients: {point['throughput_rps']:6.2f} req/s, p50 "
+                        f"{point['p50_ms']:8.0f} ms, p95 {point['p95_ms']:8.0f} ms, labels "
+                        f"{'match' if point['labels_match'] else 'DIFFER'}",
+                        flush=True,
+                    )
+                    points.append(point)
+        finally:
+            server.stop(timeout=30)
+        modes[mode] = {
+            "server_args": server_args,
+            "points": points,
+            "server_idle_rss_gib": rss.idle / 2**30,
+            "server_peak_rss_gib": rss.peak / 2**30,
+        }
+    return modes
+
+
+def batching_model_dir(spec: ModelSpec, folder: Path, args: argparse.Namespace) -> Path:
+    """The export folder a batching run serves: the given one, else ``spec`` exported into
+    ``folder`` (the dense fp32 graph, as export/to_trt.py writes by default).
+
+    Raises:
+        SystemExit: the export failed.
+    """
+    given = {"demo": args.demo_export, "full": args.full_export}.get(spec.name)
+    if given is not None:
+        return Path(given)
+    argv = ["--out", str(folder), "--onnx-only"]
+    if spec.checkpoint is None:
+        argv += ["--config", spec.config, "--random-init", "--skip-parity"]
+    else:
+        argv += ["--checkpoint", str(spec.checkpoint), "--skip-parity"]
+    print(f"  export: export/to_trt.py {' '.join(argv)}", flush=True)
+    code, error = _to_trt(argv)
+    if code:
+        raise SystemExit(f"error: export of {spec.name} failed (exit {code}): {error}")
+    return folder
+
+
+def main_batching(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """--batching: every model of --models, batching off then on; one report."""
+    sweeps = real_scans(("nuscenes",))
+    if not sweeps:
+        print(
+            "no real nuScenes sweep found: set SEG3D_REAL_DATA or place ../shared/data/real", file=sys.stderr
+        )
+        return 2
+    sweep = sweeps[0]
+    raw = sweep.path.read_bytes()
+    info = machine_info()
+    machine = args.machine or machine_slug(info)
+    report: dict[str, Any] = {
+        "machine_name": machine,
+        "machine": info,
+        "cpu_generation": cpu_generation(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "args": " ".join(argv if argv is not None else sys.argv[1:]),
+        "input": {"scan": sweep.name, "points": int(sweep.points.shape[0]), "bytes": len(raw)},
+        "requests_per_point": args.batching_requests,
+        "max_batch": args.batching_max_batch,
+        "batch_window_ms": args.batching_window_ms,
+        "max_batch_points": args.batching_max_points,
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in model_specs(args):
+            print(f"== batching: {spec.name} ({spec.config})", flush=True)
+            model_dir = batching_model_dir(spec, Path(tmp) / spec.name, args)
+            manifest = load_manifest(model_dir)
+            report["models"][spec.name] = {
+                "config": manifest.config.name,
+                "model_dir": _shown(model_dir),
+                "graph": manifest.graph.form,
+                "weights": "random init" if manifest.model.random_init else "trained",
+                "modes": bench_batching_model(model_dir, raw, args),
+            }
+    report["verdict"] = batching_verdict(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"batching-{machine}"
+    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", render_batching(report))):
+        write_atomic(stem.with_suffix(suffix), text)
+    print("\n".join(report["verdict"]))
+    print(f"wrote {stem}.md and {stem}.json")
+    return 0
+
+
+#: Batching is on by default only if it raises throughput by this factor at every client count
+#: above one, on every model, without slowing a lone client's request by more than this factor.
+BATCHING_GAIN_MIN = 1.05
+BATCHING_SOLO_SLOWDOWN_MAX = 1.05
+
+
+def _ratios(section: dict[str, Any]) -> dict[int, tuple[float, float]]:
+    """Per client count: (throughput on / off, p50 latency on / off)."""
+    off = {p["clients"]: p for p in section["modes"]["off"]["points"]}
+    ratios = {}
+    for point in section["modes"]["on"]["points"]:
+        base = off.get(point["clients"])
+        if base and base["throughput_rps"] and base["p50_ms"]:
+            ratios[point["clients"]] = (
+                point["throughput_rps"] / base["throughput_rps"],
+                point["p50_ms"] / base["p50_ms"],
+            )
+    return ratios
+
+
+def batching_verdict(report: dict[str, Any]) -> list[str]:
+    """What the figures say, per model, and the default they call for (`BATCHING_GAIN_MIN`)."""
+    lines, helps = [], True
+    for name, section in report["models"].items():
+        ratios = _ratios(section)
+        labels = all(p["labels_match"] is not False for m in section["modes"].values() for p in m["points"])
+        shared = [c for c in ratios if c > 1]
+        gains = all(ratios[c][0] >= BATCHING_GAIN_MIN for c in shared) and bool(shared)
+        solo = ratios.get(1, (1.0, 1.0))[1] <= BATCHING_SOLO_SLOWDOWN_MAX
+        helps = helps and gains and solo and labels
+        each = ", ".join(
+            f"{c} client{'s' if c > 1 else ''} {t:.2f}× throughput, {lat:.2f}× p50"
+            for c, (t, lat) in sorted(ratios.items())
+        )
+        lines.append(f"{name}: batching on vs off: {each}; labels as unbatched: {'yes' if labels else 'NO'}")
+    machine = report["machine"]["gpu"] or f"this {report['machine']['logical_cores']}-core CPU"
+    lines.append(
+        f"default on {machine}: "
+        + (
+            f"on (--max-batch {report['max_batch']}): it raised throughput by at least "
+            f"{BATCHING_GAIN_MIN - 1:.0%} at every client count above one on every model"
+            if helps
+            else f"off (--max-batch 1): batching did not raise throughput by {BATCHING_GAIN_MIN - 1:.0%} at "
+            f"every client count above one on every model without slowing a lone request by more "
+            f"than {BATCHING_SOLO_SLOWDOWN_MAX - 1:.0%}"
+        )
+    )
+    return lines
+
+
+#: What a GPU host should use; written into the report (not measured by this run on a CPU).
+BATCHING_ON_A_GPU = (
+    "On a GPU host, use `--max-batch 8` (with the torch backend, or ONNX Runtime on its CUDA provider; "
+    "a TensorRT engine cannot batch, its optimization profile bounds the points of one call, so it "
+    "segments one cloud per call whatever the flag says). A sweep's work on a GPU is many small "
+    "kernels: preprocessing alone launched 1,540 CUDA kernels with 97 host waits per sweep on an H200 "
+    "(bench/results/nvidia-h200.md), and there the torch backend served 8 clients at 13.5 req/s "
+    "with 21 ms of inference in a 140 ms request. A batch pays those launches and waits once for all "
+    "its clouds and gives each kernel up to 8× the points, work that a GPU left mostly idle by one "
+    "sweep can take on; on a CPU every core is already busy with one sweep, so its work grows with "
+    "the points. Raise `--max-batch-points` with GPU memory. This was not measured on a GPU "
+    "here: run `python bench/run.py --batching` on the GPU host before relying on it."
+)
+
+
+def cpu_generation() -> str | None:
+    """An AMD CPU's core generation from /proc/cpuinfo (``Zen 4 (family 25, model 17)``), as the
+    model name of a cloud VM (``AMD EPYC``) does not say it; None for other CPUs. Family 25 is Zen 3
+    or Zen 4, told apart by AVX-512 (Zen 4 only)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    fields = dict(re.findall(r"^(vendor_id|cpu family|model|flags)\s*:\s*(.*)$", text, re.MULTILINE))
+    if fields.get("vendor_id") != "AuthenticAMD" or not fields.get("cpu family", "").isdigit():
+        return None
+    family = int(fields["cpu family"])
+    avx512 = "avx512f" in fields.get("flags", "").split()
+    name = {23: "Zen 1/2", 25: "Zen 4" if avx512 else "Zen 3", 26: "Zen 5"}.get(family, "AMD")
+    return f"{name} (family {family}, model {fields.get('model', '?')})"
+
+
+def render_batching(report: dict[str, Any]) -> str:
+    info = report["machine"]
+    generation = f" {report['cpu_generation']}" if report.get("cpu_generation") else ""
+    lines = [
+        f"# Micro-batching through the server — {report['machine_name']}",
+        "",
+        f"Run {report['date']}: `python bench/run.py {report['args']}`.",
+        f"Machine: {info['cpu']}{generation}, {info['logical_cores']} logical cores, {info['memory_gib']} "
+        f"GiB, GPU: {info['gpu'] or 'none lent'}; torch {info['torch']}.",
+        f"Input: the real nuScenes sweep {report['input']['scan']} ({report['input']['points']:,} points), "
+        "the same body from every client, octet-stream in and out.",
+        f"Each client count: about {report['requests_per_point']} timed requests in all (each client "
+        "sends its requests back to back), after an untimed concurrent round of up to --max-batch "
+        f"requests. Batching on: `--max-batch {report['max_batch']} --batch-window-ms "
+        f"{report['batch_window_ms']} --max-batch-points {report['max_batch_points']}`; off: "
+        "`--max-batch 1`. The server runs the onnxruntime backend on every core, with `--max-queue` = "
+        "the most clients, so no request is refused.",
+        "",
+    ]
+    for name, section in report["models"].items():
+        lines += [
+            f"## {name}: config {section['config']}, {section['model_dir']} ({section['graph']} graph, "
+            f"{section['weights']} weights)",
+            "",
+            "| clients | batching | throughput req/s | p50 ms | p95 ms | server inference p50 ms | "
+            "labels as unbatched | statuses |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        by_clients: dict[int, dict[str, Any]] = {}
+        for mode, results in section["modes"].items():
+            for point in results["points"]:
+                by_clients.setdefault(point["clients"], {})[mode] = point
+        for clients in sorted(by_clients):
+            for mode in BATCHING_MODES:
+                point = by_clients[clients].get(mode)
+                if point is None:
+                    continue
+                match = {True: "yes", False: "NO", None: "—"}[point["labels_match"]]
+                lines.append(
+                    f"| {clients} | {mode} | {point['throughput_rps']:.2f} | {_ms(point['p50_ms'])} | "
+                    f"{_ms(point['p95_ms'])} | {_ms(point['inference_p50_ms'])} | {match} | "
+                    f"{point['statuses']} |"
+                )
+        lines += [
+            "",
+            "Server RSS idle → peak (GiB): "
+            + "; ".join(
+                f"batching {mode} {s['server_idle_rss_gib']:.2f} → {s['server_peak_rss_gib']:.2f}"
+                for mode, s in section["modes"].items()
+            ),
+            "",
+        ]
+    lines += [
+        "Throughput: answered requests / wall time of the timed requests; latency: client-side, end "
+        "to end; server inference: the `X-Inference-Ms` of the answers (with batching, the time of "
+        "the whole batch's backend call).",
+        "",
+        "## Verdict",
+        "",
+        *[f"- {line}" for line in report["verdict"]],
+        "",
+        "## On a GPU",
+        "",
+        BATCHING_ON_A_GPU,
+        "",
+    ]
+    return "\n".join(lines)
+
+
 # -- command line --------------------------------------------------------------------------------
 
 #: --configs (the former option) names configs: these two are the models of --models.
@@ -852,6 +1221,51 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
     parser.add_argument("--http-requests", type=int, default=2, help="requests per HTTP client (2)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP part")
+    parser.add_argument(
+        "--batching",
+        action="store_true",
+        help="measure the service's micro-batching instead (see above): off vs on, --batching-clients "
+        "concurrent clients, per model of --models; writes bench/results/batching-<machine>.md and .json",
+    )
+    parser.add_argument(
+        "--batching-clients",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[1, 8, 32],
+        metavar="N,N,...",
+        help="--batching: the concurrent client counts (default 1,8,32)",
+    )
+    parser.add_argument(
+        "--batching-requests",
+        type=int,
+        default=32,
+        help="--batching: timed requests per client count, shared out among the clients (default 32)",
+    )
+    parser.add_argument(
+        "--batching-max-batch", type=int, default=8, help="--batching: the server's --max-batch when on (8)"
+    )
+    parser.add_argument(
+        "--batching-window-ms", type=float, default=2.0, help="--batching: --batch-window-ms when on (2)"
+    )
+    parser.add_argument(
+        "--batching-max-points",
+        type=int,
+        default=300_000,
+        help="--batching: --max-batch-points when on (300000)",
+    )
+    parser.add_argument(
+        "--demo-export",
+        type=Path,
+        metavar="PATH",
+        default=ROOT / "models" / "demo",
+        help="--batching: the demo model's export folder (default models/demo)",
+    )
+    parser.add_argument(
+        "--full-export",
+        type=Path,
+        metavar="PATH",
+        help="--batching: an export folder of nuscenes_full (e.g. export/to_trt.py --config nuscenes_full "
+        "--random-init --out /tmp/full-export --skip-parity); default: exported here",
+    )
     parser.add_argument("--machine", help="name in the output files (default from the CPU or GPU)")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results", help="result folder (bench/results)"
@@ -861,6 +1275,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.batching:
+        return main_batching(args, argv)
     specs = model_specs(args)
     for spec in specs:
         if spec.checkpoint is not None and not spec.checkpoint.is_file():

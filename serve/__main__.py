@@ -4,8 +4,8 @@
     python -m serve --model exports/full --backend onnxruntime --port 8080 --name full
 
 Every flag also reads from the environment (SEG_MODEL, SEG_MODEL_NAME for --name, SEG_BACKEND,
-SEG_TORCH_PRECISION, SEG_HOST, SEG_PORT, SEG_MAX_POINTS, SEG_MAX_QUEUE, SEG_THREADS, SEG_AUTH_TOKEN,
-SEG_KEEP_UP ...); flags win.
+SEG_TORCH_PRECISION, SEG_HOST, SEG_PORT, SEG_GRPC_PORT, SEG_MAX_POINTS, SEG_MAX_QUEUE, SEG_MAX_BATCH,
+SEG_THREADS, SEG_AUTH_TOKEN, SEG_KEEP_UP ...); flags win.
 
 The model loads on a background thread while the server already answers /v2/health/live. If it
 fails to load or warm up (missing or corrupt file, foreign manifest, a graph that does not parse, a
@@ -15,8 +15,9 @@ and every route answers 503 model_unavailable with the cause.
 
 Exit codes:
     0  stopped normally (SIGINT/SIGTERM);
-    1  uvicorn could not start (e.g. the port is taken);
-    2  bad arguments or settings (flags, SEG_* environment), or no manifest.json in --model;
+    1  uvicorn could not start (e.g. the port or the --grpc-port is taken);
+    2  bad arguments or settings (flags, SEG_* environment), no manifest.json in --model, or
+       --grpc-port without the grpc extra installed;
     3  the model failed to load or warm up.
 """
 
@@ -95,8 +96,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        metavar="P",
+        help="also serve the Open Inference Protocol (KServe v2) over gRPC on port P of --host "
+        "(tritonclient.grpc and other Triton/KServe gRPC clients; needs the grpc extra: "
+        "pip install '.[grpc]'). Default: HTTP only",
+    )
     parser.add_argument("--max-points", type=int, help="larger clouds get 413 (default 2,000,000)")
     parser.add_argument("--max-queue", type=int, help="requests admitted at once; more get 503 (default 8)")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        help="micro-batching: segment up to N of the requests waiting for the inference thread in "
+        "one backend call (their labels are those of each alone); 1 = off, the default: on a 2-core "
+        "CPU it gave 0.91-1.05x the throughput at 1-32 clients and 6x the server memory at "
+        "nuscenes_full (bench/results/batching-cpu2-amd-epyc.md). On a GPU host try 8 (torch or "
+        "ONNX Runtime CUDA; not measured here): a batch fills the GPU and pays its kernel launches once",
+    )
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        metavar="MS",
+        help="with --max-batch > 1: how long after the first waiting request more may join its "
+        "batch (default 2)",
+    )
+    parser.add_argument(
+        "--max-batch-points",
+        type=int,
+        metavar="N",
+        help="with --max-batch > 1: points per batch (all the clouds' decoded points; bounds its "
+        "memory); a larger cloud runs alone (default 300,000: about 8 nuScenes sweeps)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
     parser.add_argument("--log-level", help="uvicorn/service log level (default info)")
     parser.add_argument(
@@ -123,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_BAD_SETTINGS
 
+    if settings.grpc_port is not None:
+        try:  # the app imports it at start-up; a missing extra is a setup error, said here
+            import serve.grpc_service  # noqa: F401
+        except ImportError as exc:
+            print(
+                f"error: --grpc-port needs the grpc extra ({exc}); install it with pip install '.[grpc]'",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_SETTINGS
+
     failures: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -135,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     )
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits before serving: 1 when its port is taken, 3 when the app's start-up fails
+        # (the gRPC port cannot be bound). 3 is this command's code for a failed model: say 1 for both.
+        if server.started:
+            raise
+        return 1
     if failures:
         return EXIT_MODEL_FAILED
     return 0 if server.started else 1

@@ -103,6 +103,11 @@ class Backend(Protocol):
         """``(N,)`` int64 labels, never the ignore class."""
         ...
 
+    def predict_logits(self, inputs: EncoderInputs) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The labels of `predict` and the ``(N, classes)`` float32 logits they were taken from,
+        from one run."""
+        ...
+
 
 def _recorded_graph(model_dir: Path, name: str | None) -> ServableGraph | None:
     """The graph ``name`` of the export folder's manifest (None: its primary graph); None when the
@@ -204,6 +209,11 @@ class OnnxRuntimeBackend:
         (labels,) = self.session.run(["labels"], feeds)
         return np.asarray(labels, dtype=np.int64)
 
+    def predict_logits(self, inputs: EncoderInputs) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        feeds = {k: v.cpu().numpy() for k, v in graph_inputs(inputs, self.config, self.graph).items()}
+        labels, logits = self.session.run(["labels", "logits"], feeds)
+        return np.asarray(labels, dtype=np.int64), np.asarray(logits, dtype=np.float32)
+
 
 @dataclass
 class TorchBackend:
@@ -253,13 +263,22 @@ class TorchBackend:
             log.info("torch: %s", _half_summary(model, precision, device))
         return cls(model, config, device, kind, precision)
 
-    @torch.inference_mode()
     def check_points(self, points: int) -> None:
         """Any number of points runs (no fixed shape range)."""
 
+    @torch.inference_mode()
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         labels = labels_from_logits(self.model(inputs.to(self.device)), self.config.ignore_index)
         return np.asarray(labels.cpu().numpy(), dtype=np.int64)
+
+    @torch.inference_mode()
+    def predict_logits(self, inputs: EncoderInputs) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        logits = self.model(inputs.to(self.device))
+        labels = labels_from_logits(logits, self.config.ignore_index)
+        return (
+            np.asarray(labels.cpu().numpy(), dtype=np.int64),
+            np.asarray(logits.float().cpu().numpy(), dtype=np.float32),
+        )
 
 
 def graph_form_served(backend: Backend) -> GraphForm | None:
@@ -469,6 +488,13 @@ class TensorRTBackend:
     def predict(self, inputs: EncoderInputs) -> npt.NDArray[np.int64]:
         labels = self.run(graph_inputs(inputs, self.config, self.graph))["labels"]
         return np.asarray(labels.cpu().numpy(), dtype=np.int64)
+
+    def predict_logits(self, inputs: EncoderInputs) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        outputs = self.run(graph_inputs(inputs, self.config, self.graph))
+        return (
+            np.asarray(outputs["labels"].cpu().numpy(), dtype=np.int64),
+            np.asarray(outputs["logits"].float().cpu().numpy(), dtype=np.float32),
+        )
 
 
 def load_backend(

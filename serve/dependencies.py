@@ -6,15 +6,26 @@ request that may proceed. Probes (``/v2/health/*``) take none of them but `model
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from serve.errors import ServiceError
+from serve.inference import admission
 from serve.model import LoadedModel, ModelState, ModelStatus
 
-__all__ = ["Model", "State", "admit", "get_state", "model_up", "ready_model", "require_auth"]
+__all__ = [
+    "Model",
+    "State",
+    "admit",
+    "check_token",
+    "get_state",
+    "model_up",
+    "ready_model",
+    "require_auth",
+]
 
 
 def get_state(request: Request) -> ModelState:
@@ -48,31 +59,26 @@ def ready_model(state: State) -> LoadedModel:
     return state.model
 
 
-def require_auth(request: Request, state: State) -> None:
-    """With an auth token set, 401 (``WWW-Authenticate: Bearer``) unless the request carries it."""
+def check_token(state: ModelState, authorization: str | None) -> None:
+    """With an auth token set, 401 (``WWW-Authenticate: Bearer``) unless ``authorization`` (the
+    HTTP header, or gRPC's ``authorization`` metadata) is ``Bearer <token>``."""
     token = state.settings.auth_token
-    if token and request.headers.get("authorization", "") != f"Bearer {token}":
+    if token and not hmac.compare_digest(authorization or "", f"Bearer {token}"):
         raise ServiceError(
             401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
         )
 
 
+def require_auth(request: Request, state: State) -> None:
+    """`check_token` on the request's ``Authorization`` header."""
+    check_token(state, request.headers.get("authorization"))
+
+
 async def admit(state: State) -> AsyncIterator[None]:
-    """Admit the request, or 503 ``queue_full`` when ``max_queue`` are already running or waiting."""
-    if state.admitted >= state.settings.max_queue:
-        raise ServiceError(
-            503,
-            "queue_full",
-            f"{state.admitted} requests in flight; try again",
-            {"Retry-After": str(state.settings.retry_after_s)},
-        )
-    state.admitted += 1
-    state.metrics.inflight.inc()
-    try:
+    """Admit the request, or 503 ``queue_full`` when ``max_queue`` are already running or waiting
+    (`serve.inference.admission`, which gRPC requests share)."""
+    async with admission(state):
         yield
-    finally:
-        state.admitted -= 1
-        state.metrics.inflight.dec()
 
 
 Model = Annotated[LoadedModel, Depends(ready_model)]

@@ -1,9 +1,11 @@
-"""The service's one error shape, ``{"error": {"code": ..., "message": ...}}``, and its handlers.
+"""The service's error shape, ``{"error": {"code": ..., "message": ...}}`` (the Open Inference
+Protocol's on its ``/v2`` paths), and its handlers.
 
 Handlers, dependencies and the segmenter raise `ServiceError` (status, stable code, message, headers,
 and any extra fields of the error object, e.g. ``served`` on ``unknown_model``);
 `install_error_handlers` renders it, and FastAPI's own errors (404, 405, request validation), in the
-same JSON shape.
+same JSON shape; on the KServe v2 paths (``/v2/...``) in the Open Inference Protocol's shape
+(``{"error": message, "code": ...}``), which its clients (tritonclient) read.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seg3d.points import PointFormat
 
-__all__ = ["ServiceError", "error_response", "install_error_handlers", "validation_error"]
+__all__ = [
+    "ServiceError",
+    "error_response",
+    "install_error_handlers",
+    "speaks_protocol",
+    "validation_error",
+]
 
 
 class ServiceError(Exception):
@@ -46,9 +54,21 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
+    protocol: bool = False,
 ) -> JSONResponse:
-    error = {**(details or {}), "code": code, "message": message}
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+    """The error body: ``{"error": {code, message, ...}}``, or with ``protocol`` (the KServe v2 paths)
+    the Open Inference Protocol's ``{"error": message}`` with ``code`` and the details beside it."""
+    if protocol:
+        body: dict[str, Any] = {"error": message, "code": code, **(details or {})}
+    else:
+        body = {"error": {**(details or {}), "code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def speaks_protocol(request: Request) -> bool:
+    """Whether the request is on the KServe v2 paths, whose errors take the protocol's shape."""
+    path: str = request.url.path
+    return path == "/v2" or path.startswith("/v2/")
 
 
 def validation_error(exc: RequestValidationError) -> ServiceError:
@@ -66,16 +86,20 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(
+            exc.status, exc.code, exc.message, exc.headers, exc.details, speaks_protocol(request)
+        )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, code, str(exc.detail), headers)
+        return error_response(
+            exc.status_code, code, str(exc.detail), headers, protocol=speaks_protocol(request)
+        )
 
     @app.exception_handler(RequestValidationError)
-    async def request_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         error = validation_error(exc)
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, protocol=speaks_protocol(request))

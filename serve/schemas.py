@@ -14,7 +14,15 @@ from pydantic.json_schema import SkipJsonSchema
 
 from serve.backends import BackendName
 
-__all__ = ["ErrorDetail", "ErrorResponse", "SegmentResponse", "StageTimings", "error_responses"]
+__all__ = [
+    "ErrorDetail",
+    "ErrorResponse",
+    "ProtocolError",
+    "SegmentResponse",
+    "StageTimings",
+    "error_responses",
+    "protocol_error_responses",
+]
 
 
 class StageTimings(BaseModel):
@@ -80,7 +88,8 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error of the service (4xx and 5xx): ``{"error": {"code": ..., "message": ...}}``."""
+    """Every error of the service (4xx and 5xx) outside the KServe v2 paths (`ProtocolError`):
+    ``{"error": {"code": ..., "message": ...}}``."""
 
     error: ErrorDetail
 
@@ -88,3 +97,18 @@ class ErrorResponse(BaseModel):
 def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries: each status with its description and the `ErrorResponse` body."""
     return {status: {"model": ErrorResponse, "description": text} for status, text in descriptions.items()}
+
+
+class ProtocolError(BaseModel):
+    """An error on the KServe v2 paths (``/v2/...``), in the Open Inference Protocol's shape
+    ``{"error": message}``, with the same stable ``code`` beside it (and any extra fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="human-readable explanation")
+    code: str = Field(description="stable machine-readable code (as in `ErrorDetail.code`)")
+
+
+def protocol_error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`error_responses` for the KServe v2 paths: the `ProtocolError` body."""
+    return {status: {"model": ProtocolError, "description": text} for status, text in descriptions.items()}

@@ -11,11 +11,16 @@ Preprocessing (voxels, neighbour and pooling tables) runs where the backend comp
 for the torch and TensorRT backends on CUDA, which take torch tensors there (on an H200 host it
 was 60 ms of a 105 ms request on the CPU: bench/results/nvidia-h200.md), on the CPU otherwise. The
 crop test and the nearest-in-crop fill stay on the CPU, next to the decoded points.
+
+`Segmenter.segment_batch` segments several clouds with one preprocessing and one backend call (a
+batch index keeps them apart; the labels are those of each cloud alone), for the service's
+micro-batching of concurrent requests (`serve.batching`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +29,7 @@ import torch
 
 from seg3d.config import ModelConfig
 from seg3d.points import PointFormat, PointsError, decode_points
-from seg3d.postprocess import fill_outside_crop
+from seg3d.postprocess import source_rows
 from seg3d.preprocess import crop_mask, prepare_inputs
 from serve.backends import Backend, EngineProfileError, TensorRTBackend, TorchBackend
 from serve.errors import ServiceError
@@ -45,6 +50,8 @@ class Segmentation:
     labels: npt.NDArray[np.uint8]  # (N,)
     timing_ms: dict[str, float] = field(default_factory=dict)
     points_in_crop: int = 0
+    logits: npt.NDArray[np.float32] | None = None  # (N, classes), only when asked for
+    batch_size: int = 1  # clouds in the backend call that segmented it (`Segmenter.segment_batch`)
 
 
 class Segmenter:
@@ -68,12 +75,12 @@ class Segmenter:
         except PointsError as exc:
             raise ServiceError(413 if exc.code == "too_many_points" else 422, exc.code, str(exc)) from exc
 
-    def handle(self, body: bytes, fmt: PointFormat | str) -> Segmentation:
+    def handle(self, body: bytes, fmt: PointFormat | str, logits: bool = False) -> Segmentation:
         """One request: `decode` then `segment`, with the parse time among the stages."""
         start = time.perf_counter()
         points = self.decode(body, fmt)
         parse_ms = (time.perf_counter() - start) * 1e3
-        result = self.segment(points)
+        result = self.segment(points, logits)
         result.timing_ms = {"parse": parse_ms, **result.timing_ms}
         return result
 
@@ -85,11 +92,16 @@ class Segmenter:
         except EngineProfileError as exc:
             raise _profile_error(exc) from exc
 
-    def segment(self, points: npt.NDArray[np.float32]) -> Segmentation:
+    def segment(self, points: npt.NDArray[np.float32], logits: bool = False) -> Segmentation:
+        """One label per point of ``(N, 4)`` model-scale points; with ``logits`` also the ``(N,
+        classes)`` logits the labels come from (a point outside the crop takes its nearest in-crop
+        point's row of both)."""
         timing: dict[str, float] = {}
         n = points.shape[0]
         if n == 0:
-            return Segmentation(np.zeros(0, dtype=np.uint8), timing)
+            classes = self.config.num_classes
+            empty = np.zeros((0, classes), dtype=np.float32) if logits else None
+            return Segmentation(np.zeros(0, dtype=np.uint8), timing, 0, empty)
         start = time.perf_counter()
         tensor = torch.from_numpy(points)
         inside = crop_mask(tensor[:, :3], self.config.grid).numpy()
@@ -110,16 +122,115 @@ class Segmenter:
         timing["preprocess"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
+        inner_logits: npt.NDArray[np.float32] | None = None
         try:
-            inner = self.backend.predict(inputs)
+            if logits:
+                inner, inner_logits = self.backend.predict_logits(inputs)
+            else:
+                inner = self.backend.predict(inputs)
         except EngineProfileError as exc:
             raise _profile_error(exc) from exc
         timing["inference"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        labels = fill_outside_crop(points[:, :3], inside, np.asarray(inner, dtype=np.uint8))
+        rows = source_rows(points[:, :3], inside)
+        labels = np.asarray(inner, dtype=np.uint8)[rows]
+        point_logits = None if inner_logits is None else inner_logits[rows]
         timing["postprocess"] = (time.perf_counter() - start) * 1e3
-        return Segmentation(labels, timing, in_crop)
+        return Segmentation(labels, timing, in_crop, point_logits)
+
+    @property
+    def batches(self) -> bool:
+        """Whether the backend can take several clouds in one call. A TensorRT engine cannot: its
+        optimization profile bounds the points of one call, which a batch of clouds would exceed
+        (and its refusal must name one cloud's points, not the batch's)."""
+        return not isinstance(self.backend, TensorRTBackend)
+
+    def segment_batch(
+        self, clouds: Sequence[npt.NDArray[np.float32]], logits: Sequence[bool]
+    ) -> list[Segmentation]:
+        """`segment` of every cloud, with one preprocessing and one backend call for them all: the
+        in-crop points of every cloud concatenated with a per-point batch index, which keeps the
+        clouds apart in the voxel grid and in every table (the encoder is per voxel, so a cloud's
+        labels do not depend on the others: the same bytes as `segment` alone, checked in
+        tests/serve/test_batching.py). ``logits[i]``: cloud ``i`` also gets its logits.
+
+        Empty clouds and clouds with no point in the crop follow `segment`'s rules; a backend that
+        cannot batch (`batches`) segments the clouds one by one. Each result's ``timing_ms`` holds
+        the batch's preprocess and inference time and its own postprocess, ``batch_size`` the
+        clouds of the call.
+
+        Raises:
+            ServiceError, ValueError: as `segment`, for the whole batch (the caller re-runs the
+                clouds one by one to give each its own error: `serve.batching.MicroBatcher`).
+        """
+        if len(clouds) != len(logits):
+            raise ValueError(f"{len(clouds)} clouds but {len(logits)} logits flags")
+        if len(clouds) <= 1 or not self.batches:
+            return [self.segment(points, want) for points, want in zip(clouds, logits, strict=True)]
+        results: list[Segmentation | None] = [None] * len(clouds)
+        members: list[tuple[int, npt.NDArray[np.bool_], torch.Tensor]] = []  # (index, inside, kept)
+        start = time.perf_counter()
+        for i, points in enumerate(clouds):
+            if points.shape[0] == 0:
+                results[i] = self.segment(points, logits[i])  # no work: `segment`'s empty answer
+                continue
+            inside, kept = self._in_crop(points)
+            self._check_backend_range(kept.shape[0])
+            members.append((i, inside, kept))
+        if members:
+            counts = torch.tensor([kept.shape[0] for _, _, kept in members])
+            batch = torch.repeat_interleave(torch.arange(len(members)), counts)
+            stacked = torch.cat([kept for _, _, kept in members])
+            inputs = prepare_inputs(
+                stacked.to(self.preprocess_on), self.config, batch=batch.to(self.preprocess_on)
+            )
+            if self.preprocess_on != "cpu":
+                torch.cuda.synchronize()
+            preprocess_ms = (time.perf_counter() - start) * 1e3
+
+            start = time.perf_counter()
+            inner_logits: npt.NDArray[np.float32] | None = None
+            try:
+                if any(logits[i] for i, _, _ in members):
+                    inner, inner_logits = self.backend.predict_logits(inputs)
+                else:
+                    inner = self.backend.predict(inputs)
+            except EngineProfileError as exc:
+                raise _profile_error(exc) from exc
+            inference_ms = (time.perf_counter() - start) * 1e3
+
+            inner_labels = np.asarray(inner, dtype=np.uint8)
+            offsets = np.concatenate([[0], np.cumsum(counts.numpy())])
+            for (i, inside, _), low, high in zip(members, offsets[:-1], offsets[1:], strict=True):
+                start = time.perf_counter()
+                rows = source_rows(clouds[i][:, :3], inside)
+                labels = inner_labels[low:high][rows]
+                point_logits = None
+                if logits[i] and inner_logits is not None:
+                    point_logits = inner_logits[low:high][rows]
+                timing = {
+                    "preprocess": preprocess_ms,
+                    "inference": inference_ms,
+                    "postprocess": (time.perf_counter() - start) * 1e3,
+                }
+                results[i] = Segmentation(labels, timing, int(high - low), point_logits, len(members))
+        done = [r for r in results if r is not None]
+        assert len(done) == len(clouds), "every cloud has its result"
+        return done
+
+    def _in_crop(self, points: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.bool_], torch.Tensor]:
+        """The crop mask of a non-empty cloud and the points the encoder reads, by `segment`'s rule:
+        the in-crop points, or every point clamped onto the crop's bounds when none is inside (see
+        there why the coordinates are clamped)."""
+        tensor = torch.from_numpy(points)
+        inside = crop_mask(tensor[:, :3], self.config.grid).numpy()
+        if not inside.any():
+            bounds = torch.tensor(self.config.grid.point_range, dtype=tensor.dtype)
+            tensor = tensor.clone()
+            tensor[:, :3] = tensor[:, :3].clamp(min=bounds[:, 0], max=bounds[:, 1])
+            inside[:] = True
+        return inside, tensor[torch.from_numpy(inside)]
 
 
 def _profile_error(exc: EngineProfileError) -> ServiceError:

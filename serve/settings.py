@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seg3d.manifest import check_model_name
@@ -44,9 +44,34 @@ class ServeSettings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="if set, also serve the Open Inference Protocol over gRPC on this port (same host; "
+        "needs the grpc extra)",
+    )
     max_points: int = Field(2_000_000, ge=1, description="larger clouds get 413")
     max_queue: int = Field(8, ge=1, description="requests admitted at once (running + waiting); more get 503")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503")
+    max_batch: int = Field(
+        1,
+        ge=1,
+        description="clouds segmented in one backend call when requests wait for the inference "
+        "thread (micro-batching; serve.batching); 1 = off, each request alone. Off by default: on "
+        "a 2-core CPU it did not raise throughput and took 6x the memory at nuscenes_full "
+        "(bench/results/batching-cpu2-amd-epyc.md); a GPU host should try 8",
+    )
+    batch_window_ms: float = Field(
+        2.0,
+        ge=0,
+        description="with max_batch > 1: how long after the first waiting request more may join its batch",
+    )
+    max_batch_points: int = Field(
+        300_000,
+        ge=1,
+        description="with max_batch > 1: points (decoded) per batch; a larger cloud runs alone",
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads for inference (default: all)")
     auth_token: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <token>'")
     warmup_points: int = Field(20_000, ge=1, description="size of the synthetic warm-up cloud")
@@ -60,3 +85,12 @@ class ServeSettings(BaseSettings):
     @classmethod
     def _path_segment(cls, name: str | None) -> str | None:
         return None if name is None else check_model_name(name)  # one URL path segment
+
+    @field_validator("grpc_port")
+    @classmethod
+    def _other_port(cls, grpc_port: int | None, info: ValidationInfo) -> int | None:
+        # one port cannot take both servers: the second to bind would fail after the first started
+        port = info.data.get("port")
+        if grpc_port is not None and grpc_port == port:
+            raise ValueError(f"must differ from the HTTP port ({port})")
+        return grpc_port

@@ -57,3 +57,18 @@ def test_the_build_context_leaves_out_what_is_large_or_local() -> None:
     for dockerfile in ("Dockerfile.cpu", "Dockerfile.gpu"):
         copied = re.findall(r"^COPY (?!docker/)(\S+)", (ROOT / "docker" / dockerfile).read_text(), re.M)
         assert copied and not set(copied) & ignored, (dockerfile, copied)
+
+
+def test_both_services_serve_grpc_on_a_published_port() -> None:
+    for name, service in _compose()["services"].items():
+        port = int(service["environment"]["SEG_GRPC_PORT"])  # python -m serve --grpc-port
+        assert 1 <= port <= 65535 and port != 8000, name
+        assert {"8000:8000", f"{port}:{port}"} <= set(service["ports"]), name
+
+
+def test_the_images_install_the_grpc_extra_the_services_need() -> None:
+    # without it `python -m serve` refuses SEG_GRPC_PORT (exit 2) and the container never serves
+    for name, service in _compose()["services"].items():
+        dockerfile = service["build"]["dockerfile"]
+        extras = re.findall(r"pip install [^\n]*\.\[([^\]]*)\]", (ROOT / dockerfile).read_text())
+        assert any("grpc" in e.split(",") for e in extras), f"{name}: install '.[grpc]' in {dockerfile}"

@@ -7,8 +7,6 @@ recorded by the router's route class (`serve.metrics.RecordedRoute`).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import Annotated
 
@@ -18,15 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from seg3d.points import PointFormat
+from serve import inference
 from serve.dependencies import Model, State, admit, require_auth
 from serve.errors import ServiceError
 from serve.metrics import RecordedRoute
 from serve.schemas import SegmentResponse, error_responses
-from serve.segmenter import Segmentation
 
 __all__ = ["router"]
 
-log = logging.getLogger("serve")
 _MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
 
 router = APIRouter(route_class=RecordedRoute)
@@ -152,16 +149,7 @@ async def segment(
 ) -> Response:
     started = time.perf_counter()
     body = await read_body(request, state.settings.max_points)
-    loop = asyncio.get_running_loop()
-    try:
-        result: Segmentation = await loop.run_in_executor(
-            state.executor, model.segmenter.handle, body, format
-        )
-    except ServiceError:
-        raise
-    except Exception as exc:
-        log.exception("segmentation failed")
-        raise ServiceError(500, "internal", "segmentation failed; see the server log") from exc
+    result = await inference.segment(state, model, body, format)
     request.state.segmentation = result
     total_ms = (time.perf_counter() - started) * 1e3
     labels, timing = result.labels, result.timing_ms

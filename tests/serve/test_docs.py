@@ -19,7 +19,7 @@ from seg3d.manifest import load_manifest
 from serve.app import create_app
 from serve.docs import STATIC_DIR
 from serve.local import start_local_server
-from serve.schemas import ErrorResponse, SegmentResponse, StageTimings
+from serve.schemas import ErrorResponse, ProtocolError, SegmentResponse, StageTimings
 from serve.settings import ServeSettings
 from tests.serve.conftest import Server
 
@@ -174,13 +174,14 @@ def test_openapi_documents_the_segment_response(spec: dict) -> None:
     assert "crop" in model["properties"]["points_in_crop"]["description"]
     timing = schemas["StageTimings"]["properties"]
     assert set(timing) == {"parse", "preprocess", "inference", "postprocess", "total"}
-    # every error, of every route, is documented with the service's one error shape
+    # every error, of every route, is documented with the service's error shape: the protocol's on /v2
     for path, operations in spec["paths"].items():
+        shape = "ProtocolError" if path == "/v2" or path.startswith("/v2/") else "ErrorResponse"
         for method, operation in operations.items():
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     schema = response["content"]["application/json"]["schema"]
-                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (path, method, status)
+                    assert schema == {"$ref": f"#/components/schemas/{shape}"}, (path, method, status)
     assert "HTTPValidationError" not in schemas  # FastAPI's default 422 shape is not ours
 
 
@@ -223,4 +224,5 @@ def test_a_real_response_matches_the_model(server: Server) -> None:
         assert ErrorResponse.model_validate(refused.json()).error.code == "unsupported_media_type"
         unknown = client.get("/v2/models/other")
         assert unknown.status_code == 404
-        assert ErrorResponse.model_validate(unknown.json()).error.model_extra == {"served": ["tiny"]}
+        # the KServe v2 paths answer in the protocol's shape
+        assert ProtocolError.model_validate(unknown.json()).model_extra == {"served": ["tiny"]}

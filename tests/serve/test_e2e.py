@@ -159,7 +159,7 @@ def test_health_metadata_metrics_and_docs(server: Server) -> None:
         assert meta["backend"] == "onnxruntime" and meta["classes"][1] == "barrier"
         assert meta["manifest"]["input"]["intensity_max"] == 255.0
         missing = client.get("/v2/models/other")
-        assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_model"
+        assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
         metrics = client.get("/metrics").text
         assert 'seg_requests_total{status="200"}' in metrics
         assert 'seg_stage_seconds_count{stage="inference"}' in metrics
