@@ -103,19 +103,9 @@ class Segmenter:
             empty = np.zeros((0, classes), dtype=np.float32) if logits else None
             return Segmentation(np.zeros(0, dtype=np.uint8), timing, 0, empty)
         start = time.perf_counter()
-        tensor = torch.from_numpy(points)
-        inside = crop_mask(tensor[:, :3], self.config.grid).numpy()
-        if not inside.any():
-            # Nothing inside the crop: segment the whole cloud clamped onto the crop's bounds. The
-            # grid clamps its voxels anyway; clamping the coordinates too keeps the point features
-            # finite (a coordinate of 3.4e38 made NaN logits, and ONNX's ArgMax then the ignore class).
-            bounds = torch.tensor(self.config.grid.point_range, dtype=tensor.dtype)
-            tensor = tensor.clone()
-            tensor[:, :3] = tensor[:, :3].clamp(min=bounds[:, 0], max=bounds[:, 1])
-            inside[:] = True
+        inside, kept = self._in_crop(points)
         in_crop = int(inside.sum())
         self._check_backend_range(in_crop)
-        kept = tensor[torch.from_numpy(inside)]
         inputs = prepare_inputs(kept.to(self.preprocess_on, non_blocking=False), self.config)
         if self.preprocess_on != "cpu":
             torch.cuda.synchronize()  # the stage's time is its own, not the next stage's
@@ -220,12 +210,14 @@ class Segmenter:
         return done
 
     def _in_crop(self, points: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.bool_], torch.Tensor]:
-        """The crop mask of a non-empty cloud and the points the encoder reads, by `segment`'s rule:
-        the in-crop points, or every point clamped onto the crop's bounds when none is inside (see
-        there why the coordinates are clamped)."""
+        """The crop mask of a non-empty cloud and the points the encoder reads: the in-crop points,
+        or every point clamped onto the crop's bounds when none is inside."""
         tensor = torch.from_numpy(points)
         inside = crop_mask(tensor[:, :3], self.config.grid).numpy()
         if not inside.any():
+            # Nothing inside the crop: segment the whole cloud clamped onto the crop's bounds. The
+            # grid clamps its voxels anyway; clamping the coordinates too keeps the point features
+            # finite (a coordinate of 3.4e38 made NaN logits, and ONNX's ArgMax then the ignore class).
             bounds = torch.tensor(self.config.grid.point_range, dtype=tensor.dtype)
             tensor = tensor.clone()
             tensor[:, :3] = tensor[:, :3].clamp(min=bounds[:, 0], max=bounds[:, 1])

@@ -22,28 +22,40 @@ from serve.errors import ServiceError
 from serve.metrics import RecordedRoute
 from serve.schemas import SegmentResponse, error_responses
 
-__all__ = ["router"]
+__all__ = ["read_body", "read_capped", "router"]
 
 _MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
 
 router = APIRouter(route_class=RecordedRoute)
 
 
-async def read_body(request: Request, max_points: int) -> bytes:
-    """The point file from a raw body or a multipart ``file`` part, within the size cap."""
-    cap = max_points * 4 * max(f.columns for f in PointFormat) + _MULTIPART_SLACK
+async def read_capped(request: Request, cap: int) -> bytes:
+    """The raw body, refused with 413 ``too_large`` as soon as it is declared or read beyond ``cap``
+    bytes (the KServe v2 infer route reads its bodies with it too)."""
+    refuse_declared_over(request, cap)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise ServiceError(413, "too_large", f"body exceeds the limit of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def refuse_declared_over(request: Request, cap: int) -> None:
+    """413 ``too_large`` for a ``Content-Length`` above ``cap``, before reading anything."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise ServiceError(413, "too_large", f"body of {declared} bytes exceeds the limit of {cap} bytes")
+
+
+async def read_body(request: Request, max_points: int) -> bytes:
+    """The point file from a raw body or a multipart ``file`` part, within the size cap."""
+    cap = max_points * 4 * max(f.columns for f in PointFormat) + _MULTIPART_SLACK
+    refuse_declared_over(request, cap)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/octet-stream":
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cap:
-                raise ServiceError(413, "too_large", f"body exceeds the limit of {cap} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(request, cap)
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=4)

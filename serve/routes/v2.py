@@ -18,8 +18,8 @@ from fastapi.responses import Response
 from seg3d.points import PointFormat
 from serve import inference, protocol
 from serve.dependencies import Model, State, admit, require_auth
-from serve.errors import ServiceError
 from serve.metrics import RecordedRoute
+from serve.routes.segment import read_capped
 from serve.schemas import protocol_error_responses
 
 __all__ = ["router"]
@@ -105,25 +105,12 @@ async def model_version_ready(name: str, version: str, model: Model) -> dict[str
     return {"name": model.name, "ready": True}
 
 
-async def _read_capped(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise ServiceError(413, "too_large", f"body of {declared} bytes exceeds the limit of {cap} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise ServiceError(413, "too_large", f"body exceeds the limit of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _infer(name: str, version: str | None, request: Request, model: Model, state: State) -> Response:
     protocol.check_model(name, version, model.name)
     started = time.perf_counter()
     max_points = state.settings.max_points
     cap = max_points * max(f.columns for f in PointFormat) * _JSON_BYTES_PER_VALUE + _JSON_SLACK
-    raw = await _read_capped(request, cap)
+    raw = await read_capped(request, cap)
     body = protocol.decode_content(raw, request.headers.get("content-encoding"), cap)
     call = protocol.parse_rest_infer(
         body, request.headers.get(protocol.HEADER_LENGTH), max_points, request.query_params.get("format")
