@@ -6,6 +6,8 @@ HTTP and gRPC): admission under one bound, the work on the inference thread, one
 the state's single inference thread (the model is not shared between threads) and turns anything but
 a `ServiceError` into a logged 500 ``internal``. With ``max_batch`` > 1 the requests waiting for
 that thread are segmented together (`serve.batching.MicroBatcher`), each decoded alone first.
+Every request that ends or is refused pokes the state's `serve.memory.IdleRelease`, which gives
+the freed heap back to the OS once the service is quiet.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ async def admission(state: ModelState) -> AsyncIterator[None]:
 
     Runs on the event loop, so the count needs no lock: HTTP and gRPC requests share it."""
     if state.admitted >= state.settings.max_queue:
+        state.idle_release.poke()  # a refused request's buffers are garbage too
         raise ServiceError(
             503,
             "queue_full",
@@ -46,6 +49,7 @@ async def admission(state: ModelState) -> AsyncIterator[None]:
     finally:
         state.admitted -= 1
         state.metrics.inflight.dec()
+        state.idle_release.poke()
 
 
 async def segment(

@@ -22,9 +22,11 @@ import gc
 import logging
 from collections.abc import Callable
 
-__all__ = ["IdleRelease", "release_free_memory"]
+__all__ = ["IDLE_DELAY_S", "IdleRelease", "release_free_memory"]
 
 log = logging.getLogger("serve")
+
+IDLE_DELAY_S = 1.0  # quiet time after the last request before the release
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -52,7 +54,7 @@ class IdleRelease:
     """Run `release_free_memory` ``delay_s`` after the last `poke`, when ``busy()`` is False then
     (else wait for the next poke). Lives on the event loop; `poke` from any coroutine of it."""
 
-    def __init__(self, busy: Callable[[], bool], delay_s: float = 1.0) -> None:
+    def __init__(self, busy: Callable[[], bool], delay_s: float = IDLE_DELAY_S) -> None:
         self.busy = busy
         self.delay_s = delay_s
         self._timer: asyncio.TimerHandle | None = None

@@ -23,6 +23,7 @@ from seg3d.manifest import ExportManifest, ServableGraph, load_manifest
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import synthetic_sweep
 from serve.backends import OnnxRuntimeBackend, choose_backend, graph_form_served, precision_of
+from serve.memory import IdleRelease
 from serve.metrics import Metrics
 from serve.segmenter import Segmenter
 from serve.settings import ServeSettings
@@ -143,6 +144,11 @@ class ModelState:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="seg-infer")
     )
+    # Hands the heap back to the OS once a burst is over (see `serve.memory`); poked by `admission`.
+    idle_release: IdleRelease = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idle_release = IdleRelease(busy=lambda: self.admitted > 0)
 
     def start_loading(self) -> threading.Thread:
         loader = threading.Thread(target=self.load, name="seg-load", daemon=True)
@@ -181,4 +187,5 @@ class ModelState:
             self.on_failure(cause)
 
     def close(self) -> None:
+        self.idle_release.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -6,13 +6,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import time
 
 import httpx
 import psutil
 import pytest
 
 from seg3d.scans import real_scans
+from serve.memory import IDLE_DELAY_S
 from tests.serve.conftest import Server
+
+
+def quiet_rss(process: psutil.Process) -> int:
+    """RSS once the service has been quiet long enough to give its freed heap back
+    (`serve.memory.IdleRelease`), so that the figure is not taken mid-release."""
+    time.sleep(3 * IDLE_DELAY_S)
+    return process.memory_info().rss
 
 
 @pytest.mark.skipif(not real_scans(("nuscenes",)), reason="real nuScenes scans not found")
@@ -23,7 +32,7 @@ def test_64_clients_no_5xx_but_503_and_memory_returns(server: Server) -> None:
     with server.client() as client:  # settle the allocator before the baseline
         for _ in range(10):
             assert client.post("/segment", content=body, headers=headers).status_code == 200
-    before = process.memory_info().rss
+    before = quiet_rss(process)
 
     async def one_client(client: httpx.AsyncClient, statuses: collections.Counter) -> None:
         for _ in range(10):
@@ -42,7 +51,7 @@ def test_64_clients_no_5xx_but_503_and_memory_returns(server: Server) -> None:
         return statuses
 
     statuses = asyncio.run(run())
-    after = process.memory_info().rss
+    after = quiet_rss(process)
     assert sum(statuses.values()) == 640
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[200] > 0
@@ -89,7 +98,7 @@ def test_64_clients_mixed_over_http_and_grpc(tiny_export) -> None:
         with httpx.Client(base_url=local.url, timeout=120) as client:  # settle the allocator first
             for _ in range(10):
                 assert client.post("/segment", content=body, headers=octet).status_code == 200
-        before = process.memory_info().rss
+        before = quiet_rss(process)
         request = service_pb2.ModelInferRequest(
             model_name="tiny",
             inputs=[
@@ -150,7 +159,7 @@ def test_64_clients_mixed_over_http_and_grpc(tiny_export) -> None:
             return statuses
 
         statuses = asyncio.run(run())
-        after = process.memory_info().rss
+        after = quiet_rss(process)
         assert sum(statuses.values()) == 640
         assert {status for _, status in statuses} <= {200, 503, "OK", "UNAVAILABLE"}, statuses
         for route, ok in (("segment", 200), ("v2", 200), ("grpc", "OK")):
