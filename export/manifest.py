@@ -95,7 +95,7 @@ def _file_formats(config: ModelConfig) -> dict[str, FileFormatInfo]:
             layout=fmt.description,
             intensity_max=(fmt.intensity_max or config.input.intensity_max) if fmt.has_intensity else None,
         )
-        for fmt in PointFormat
+        for fmt in PointFormat.raw()  # PCD and PLY carry their own layout in a header
     }
 
 

@@ -11,7 +11,9 @@ more get 503 with ``Retry-After`` instead of piling up. Errors are always JSON
 shape) on the ``/v2`` paths. ``/docs`` (Swagger UI) is served from vendored files,
 without a CDN (`serve.docs`); ReDoc is off. With a gRPC port set, the lifespan also serves the
 protocol over gRPC (`serve.grpc_service`) on the same event loop and `ModelState`: one model, one
-admission bound and one inference thread for both transports.
+admission bound and one inference thread for both transports. ``GET /`` is the web viewer
+(`serve.routes.viewer`): a page that segments a dropped point file through ``POST /segment`` and
+draws it, from vendored three.js.
 
 Layout: `serve.routes` (routers), `serve.dependencies` (auth, readiness, admission),
 `serve.errors` (the error shape), `serve.schemas` (response models for OpenAPI), `serve.docs`
@@ -29,6 +31,7 @@ from serve.docs import install_docs
 from serve.errors import install_error_handlers
 from serve.model import ModelState
 from serve.routes import health, segment, v2
+from serve.routes.viewer import install_viewer
 from serve.settings import ServeSettings
 
 __all__ = ["create_app"]
@@ -74,4 +77,5 @@ def create_app(
     app.include_router(segment.router)
     app.include_router(v2.router)
     app.include_router(v2.infer_router)
+    install_viewer(app)
     return app

@@ -114,7 +114,7 @@ def model_metadata(name: str, platform: str, classes: list[str]) -> dict[str, An
                 "shape": [-1, -1],
                 "parameters": {
                     "format": "request or input parameter 'format' (default by columns: 5 nuscenes, "
-                    "4 kitti, 3 xyz); " + "; ".join(f"{f.value}: {f.description}" for f in PointFormat),
+                    "4 kitti, 3 xyz); " + "; ".join(f"{f.value}: {f.description}" for f in PointFormat.raw()),
                 },
             }
         ],
@@ -131,17 +131,25 @@ def _format(value: object, columns: int) -> PointFormat:
         if fmt is None:
             raise bad_request(
                 f"input {INPUT!r} has {columns} columns; a point format has 3, 4 or 5 "
-                f"({', '.join(f'{f.value}: {f.columns}' for f in PointFormat)})",
+                f"({', '.join(f'{f.value}: {f.columns}' for f in PointFormat.raw())})",
                 "bad_shape",
             )
         return fmt
     try:
         fmt = PointFormat(value)
     except ValueError:
-        known = ", ".join(f.value for f in PointFormat)
+        known = ", ".join(f.value for f in PointFormat.raw())
         raise ServiceError(
             422, "unknown_format", f"unknown point format {value!r}; use one of {known}"
         ) from None
+    if fmt.self_describing:  # a tensor carries rows, not a file with a header
+        known = ", ".join(f.value for f in PointFormat.raw())
+        raise ServiceError(
+            422,
+            "unknown_format",
+            f"format {fmt.value} is a file format, not tensor rows; send the points as rows in one of "
+            f"{known} (or post the file to /segment?format={fmt.value})",
+        )
     if columns != _COLUMNS[fmt]:
         raise bad_request(
             f"input {INPUT!r} has {columns} columns; format {fmt.value} has {_COLUMNS[fmt]} "

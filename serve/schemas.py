@@ -82,7 +82,8 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(
         description="stable machine-readable code, e.g. `unauthorized`, `too_large`, `too_many_points`, "
-        "`too_few_points`, `unknown_format`, `warming_up`, `queue_full`, `model_unavailable`, `internal`"
+        "`too_few_points`, `unknown_format`, `wrong_format`, `bad_header`, `truncated`, "
+        "`missing_intensity`, `warming_up`, `queue_full`, `model_unavailable`, `internal`"
     )
     message: str = Field(description="human-readable explanation")
 

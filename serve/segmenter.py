@@ -1,7 +1,8 @@
 """One request's work, independent of HTTP: bytes in, one label per point out, timed per stage.
 
-Bodies are decoded by `seg3d.points.decode_points`, the one point reader (formats: `PointFormat`):
-layout, point count, NaN/Inf, and intensity converted to the model's scale without overflow.
+Bodies are decoded by `seg3d.points.decode_points`, the one point reader (formats: `PointFormat`,
+PCD and PLY files included): layout, point count, NaN/Inf, and intensity converted to the model's
+scale without overflow.
 Points outside the crop are not fed to the encoder; each takes the label of its nearest in-crop
 point (the manifest's ``nearest_in_crop`` policy). A cloud with no point inside the crop is
 segmented clamped onto the crop's bounds. So every input point gets exactly one label, and never
@@ -65,12 +66,26 @@ class Segmenter:
         self.max_points = max_points
         self.preprocess_on = preprocess_on or preprocess_device(backend)
 
-    def decode(self, body: bytes, fmt: PointFormat | str) -> npt.NDArray[np.float32]:
-        """``(N, 4)`` float32 points in the model's intensity scale (`seg3d.points.decode_points`),
-        or `ServiceError`: 413 ``too_many_points``, else 422 with the reader's code."""
+    def decode(
+        self,
+        body: bytes,
+        fmt: PointFormat | str,
+        *,
+        file_intensity_max: float | None = None,
+        allow_missing_intensity: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """``(N, 4)`` float32 points in the model's intensity scale (`seg3d.points.decode_points`,
+        PCD and PLY included, with its ``file_intensity_max`` and ``allow_missing_intensity``), or
+        `ServiceError`: 413 ``too_many_points``, else 422 with the reader's code."""
         try:
             return decode_points(
-                body, fmt, self.config.input.intensity_max, source="body", max_points=self.max_points
+                body,
+                fmt,
+                self.config.input.intensity_max,
+                source="body",
+                max_points=self.max_points,
+                file_intensity_max=file_intensity_max,
+                allow_missing_intensity=allow_missing_intensity,
             )
         except PointsError as exc:
             raise ServiceError(413 if exc.code == "too_many_points" else 422, exc.code, str(exc)) from exc

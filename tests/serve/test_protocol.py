@@ -82,6 +82,9 @@ def test_the_format_comes_from_the_input_the_request_the_query_or_the_columns() 
     )
     assert "format nuscenes has 5" in error.message
     _refused(422, "unknown_format", _json_body(parameters={"format": "las"}), None, 100)
+    for file_format in ("pcd", "ply"):  # files with a header, which tensor rows cannot be
+        error = _refused(422, "unknown_format", _json_body(parameters={"format": file_format}), None, 100)
+        assert "file format, not tensor rows" in error.message and "nuscenes" in error.message
     _refused(400, "bad_shape", _json_body(np.zeros((3, 7)).tolist(), shape=[3, 7]), None, 100)
 
 
