@@ -29,6 +29,7 @@ __all__ = [
     "NUSCENES_LIDARSEG",
     "NUSCENES_RAW_CLASSES",
     "NUSCENES_RAW_TO_TRAIN",
+    "NUSCENES_TO_SEMANTICKITTI",
     "NUSCENES_TRAIN_CLASSES",
     "SEMANTICKITTI",
     "SEMANTICKITTI_TO_NUSCENES",
@@ -257,6 +258,33 @@ SEMANTICKITTI_TO_NUSCENES = ClassMapping(
 )
 
 
+#: nuScenes-lidarseg classes written as SemanticKITTI classes (a nuScenes-class model labelling
+#: SemanticKITTI sequences, `python -m serve.label --semantickitti`): the reverse of
+#: `SEMANTICKITTI_TO_NUSCENES` where it is one to one, buildings for manmade (its largest part), and
+#: other-vehicle for the vehicles SemanticKITTI has no class of. Left out, so written as unlabeled:
+#: barrier and traffic_cone (no SemanticKITTI class has the same meaning).
+NUSCENES_TO_SEMANTICKITTI = ClassMapping(
+    NUSCENES_LIDARSEG,
+    SEMANTICKITTI,
+    (
+        ("car", "car"),
+        ("bicycle", "bicycle"),
+        ("motorcycle", "motorcycle"),
+        ("truck", "truck"),
+        ("bus", "other-vehicle"),
+        ("construction_vehicle", "other-vehicle"),
+        ("trailer", "other-vehicle"),
+        ("pedestrian", "person"),
+        ("driveable_surface", "road"),
+        ("sidewalk", "sidewalk"),
+        ("other_flat", "other-ground"),
+        ("terrain", "terrain"),
+        ("manmade", "building"),
+        ("vegetation", "vegetation"),
+    ),
+)
+
+
 def class_mapping(source: ClassTable, target: ClassTable) -> ClassMapping:
     """The declared mapping from ``source``'s classes to ``target``'s (the identity for one table).
 
@@ -267,7 +295,7 @@ def class_mapping(source: ClassTable, target: ClassTable) -> ClassMapping:
         return ClassMapping(
             source, target, tuple((n, n) for i, n in enumerate(source.names) if i != source.ignore_index)
         )
-    for mapping in (SEMANTICKITTI_TO_NUSCENES,):
+    for mapping in (SEMANTICKITTI_TO_NUSCENES, NUSCENES_TO_SEMANTICKITTI):
         if mapping.source == source and mapping.target == target:
             return mapping
     raise ValueError(f"no class mapping is declared from {source.name} to {target.name}")

@@ -102,7 +102,9 @@ class ScheduleConfig(_Strict):
     ``T_max = epochs − 4``, PyTorch's formula, which rises again after ``T_max``); ``unit: step``
     anneals per optimiser step over ``t_max`` steps, for step-budgeted runs. A step budget
     (``loop.max_steps`` or ``--max-steps``) shorter than the period shortens it to the budget (the
-    full epochs of the budget for ``unit: epoch``), so a short run still anneals to ``eta_min``."""
+    full epochs of the budget for ``unit: epoch``), so a short run still anneals to ``eta_min``;
+    per step, a longer budget stretches it, so a long run does not climb back
+    (`training.loop.schedule_period`)."""
 
     unit: Literal["epoch", "step"] = "epoch"
     t_max: int | None = Field(None, ge=1)

@@ -4,7 +4,7 @@ One optimiser step = ``accumulate`` batches per process; DDP averages gradients 
 so the global batch is ``batch_size × accumulate × world``. Each step clips the total gradient norm
 and skips the update when the loss or the norm is not finite. The cosine schedule steps per epoch
 (2DPASS) or per step; a step budget (``max_steps``: the argument, else ``loop.max_steps``) ends the
-run, sets the progress bar's total and, when shorter, the schedule's period (`schedule_period`), and
+run, sets the progress bar's total and, per step, the schedule's period (`schedule_period`), and
 the run still ends validated, with ``best.pt`` and ``last.pt``. A resumed run keeps the period
 it started with. ``last.pt`` is written every ``checkpoint_every`` steps, at each validation
 and at the end, ``best.pt`` when validation mIoU improves; both atomically, so a kill at any moment leaves the
@@ -415,9 +415,17 @@ def _setup(
 
 
 def schedule_period(config: TrainConfig, steps_per_epoch: int, total_steps: int) -> int:
-    """``T_max`` of the cosine schedule: the config's period (`TrainConfig.t_max`), shortened to the
-    run's step budget when that is shorter, in the schedule's unit (whole epochs for ``epoch``)."""
+    """``T_max`` of the cosine schedule, in the schedule's unit.
+
+    Per step, the config's period (`TrainConfig.t_max`) shortened to the run's steps, and stretched
+    to a step budget (``loop.max_steps``, ``--max-steps``) that is longer: torch's
+    ``CosineAnnealingLR`` is periodic, so a budget past the period would climb back to the base
+    rate and end there (``--max-steps 1200`` on the demo's 600-step period did). Per epoch, the
+    config's period (2DPASS: ``epochs − 4``, whose last epochs climb back, as upstream), shortened
+    to the budget's whole epochs."""
     if config.schedule.unit == "step":
+        if config.loop.max_steps is not None and total_steps > config.t_max:
+            return total_steps
         return max(1, min(config.t_max, total_steps))
     return max(1, min(config.t_max, total_steps // steps_per_epoch))
 

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="stop after this many optimiser steps in total, validating and writing best.pt and last.pt at "
-        "the end; a shorter cosine schedule follows it (default: the config's loop.max_steps, else "
+        "the end; a per-step cosine schedule spans it (default: the config's loop.max_steps, else "
         "loop.epochs epochs; demo: 600 steps)",
     )
     parser.add_argument(

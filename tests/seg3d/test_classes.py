@@ -10,9 +10,11 @@ from seg3d.classes import (
     CLASS_TABLES,
     NUSCENES_LIDARSEG,
     NUSCENES_RAW_TO_TRAIN,
+    NUSCENES_TO_SEMANTICKITTI,
     SEMANTICKITTI,
     SEMANTICKITTI_TO_NUSCENES,
     ClassMapping,
+    ClassTable,
     class_mapping,
     class_table,
     nuscenes_train_id,
@@ -71,12 +73,48 @@ def test_semantickitti_to_nuscenes_maps_hand_built_labels_by_name() -> None:
         SEMANTICKITTI_TO_NUSCENES.apply(np.array([20]))
 
 
+def test_nuscenes_classes_written_as_semantickitti_classes() -> None:
+    names = [
+        "ignore",
+        "barrier",
+        "bus",
+        "car",
+        "trailer",
+        "pedestrian",
+        "driveable_surface",
+        "manmade",
+        "traffic_cone",
+    ]
+    source = np.array([NUSCENES_LIDARSEG.names.index(n) for n in names])
+    mapped = NUSCENES_TO_SEMANTICKITTI.apply(source)
+    expected = [
+        "unlabeled",
+        "unlabeled",
+        "other-vehicle",
+        "car",
+        "other-vehicle",
+        "person",
+        "road",
+        "building",
+        "unlabeled",
+    ]
+    assert [SEMANTICKITTI.names[i] for i in mapped] == expected
+    assert NUSCENES_TO_SEMANTICKITTI.ignored == ("barrier", "traffic_cone")
+    assert class_mapping(NUSCENES_LIDARSEG, SEMANTICKITTI) is NUSCENES_TO_SEMANTICKITTI
+    # where one class maps to one class, it is the reverse of the declared SemanticKITTI -> nuScenes
+    back = dict(SEMANTICKITTI_TO_NUSCENES.pairs)
+    for nuscenes_name, kitti_name in NUSCENES_TO_SEMANTICKITTI.pairs:
+        if kitti_name in back and sum(t == back[kitti_name] for t in back.values()) == 1:
+            assert back[kitti_name] == nuscenes_name
+
+
 def test_class_mappings_are_checked_and_identity_within_a_table() -> None:
     identity = class_mapping(SEMANTICKITTI, SEMANTICKITTI)
     labels = np.arange(len(SEMANTICKITTI))
     assert identity.apply(labels).tolist() == labels.tolist()
-    with pytest.raises(ValueError, match="no class mapping is declared from nuscenes-lidarseg"):
-        class_mapping(NUSCENES_LIDARSEG, SEMANTICKITTI)
+    other = ClassTable("mine", ("ignore", "thing"), ((0, 0, 0), (1, 2, 3)))
+    with pytest.raises(ValueError, match="no class mapping is declared from nuscenes-lidarseg to mine"):
+        class_mapping(NUSCENES_LIDARSEG, other)
     with pytest.raises(ValueError, match="'lorry' is not a class of nuscenes-lidarseg"):
         ClassMapping(SEMANTICKITTI, NUSCENES_LIDARSEG, (("truck", "lorry"),))
     with pytest.raises(ValueError, match="mapped twice"):

@@ -192,6 +192,8 @@ def test_schedule_period_follows_the_budget() -> None:
     assert demo.loop.max_steps == demo.schedule.t_max == 600  # the bar shows 600 steps without --max-steps
     assert schedule_period(demo, steps_per_epoch=80, total_steps=600) == 600
     assert schedule_period(demo, steps_per_epoch=80, total_steps=40) == 40
+    # a longer budget stretches the period: the rate anneals to the end instead of climbing back
+    assert schedule_period(demo, steps_per_epoch=80, total_steps=1200) == 1200
     per_epoch = TrainConfig.model_validate({**CONFIG, "schedule": {"unit": "epoch"}, "loop": {"epochs": 12}})
     assert schedule_period(per_epoch, steps_per_epoch=10, total_steps=120) == 8  # 2DPASS: epochs - 4
     assert schedule_period(per_epoch, steps_per_epoch=10, total_steps=35) == 3  # the budget's whole epochs

@@ -1,0 +1,3 @@
+from serve.label.cli import main
+
+raise SystemExit(main())
