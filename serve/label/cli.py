@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="--files: the files' point format (default: from each file's name)",
     )
     parser.add_argument(
+        "--intensity-max",
+        type=float,
+        metavar="X",
+        help="the maximum of the files' intensity scale (default: the format's: nuscenes 255, kitti 1; "
+        "PCD/PLY by the reader's rule for the field), as POST /segment's intensity_max",
+    )
+    parser.add_argument(
+        "--no-intensity",
+        action="store_true",
+        help="PCD/PLY: accept files without an intensity field (the model then reads intensity 0)",
+    )
+    parser.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="where to run (default local)"
     )
     parser.add_argument(
@@ -255,7 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 manifest_sha256=file_sha256(Path(args.model) / "manifest.json"),
                 classes=classes.name,
             ),
-            inputs=source.describe(),
+            inputs={
+                **source.describe(),
+                "intensity_max": args.intensity_max,
+                "no_intensity": args.no_intensity,
+            },
             encoding=encoding.encoding.value,
         )
         _check_out(args.out, record, args.resume, source)
@@ -272,7 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_atomic(args.out / JOB_RECORD, record.model_dump_json(indent=2) + "\n")
     if args.resume:
         _remove_stale_temporaries(args.out, tasks)
-    options = WorkerOptions(args.model, args.out, encoding, args.backend, threads, args.resume)
+    options = WorkerOptions(
+        args.model,
+        args.out,
+        encoding,
+        args.backend,
+        threads,
+        args.resume,
+        args.intensity_max,
+        args.no_intensity,
+    )
     summary = JobSummary(
         job=record, engine=args.engine, workers=args.workers, threads_per_worker=threads, inputs=len(tasks)
     )

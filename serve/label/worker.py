@@ -41,6 +41,9 @@ class WorkerOptions:
     backend: BackendChoice = "onnxruntime"
     threads: int = 1
     resume: bool = False
+    #: the reader's options, as ``POST /segment``'s ``intensity_max`` and ``allow_missing_intensity``
+    file_intensity_max: float | None = None
+    allow_missing_intensity: bool = False
 
 
 class Labeller:
@@ -62,7 +65,14 @@ class Labeller:
             raise PointsError(
                 "unknown_format", f"cannot tell the point format from the name: give --format ({known})"
             )
-        return read_points(task.source, task.fmt, self.intensity_max, max_points=MAX_POINTS)
+        return read_points(
+            task.source,
+            task.fmt,
+            self.intensity_max,
+            max_points=MAX_POINTS,
+            file_intensity_max=self.options.file_intensity_max,
+            allow_missing_intensity=self.options.allow_missing_intensity,
+        )
 
     def _existing(self, task: Task, output: Path, points: int) -> str | None:
         """None when ``output`` holds this task's complete labels (``--resume`` keeps it), else why not."""

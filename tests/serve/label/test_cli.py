@@ -168,3 +168,22 @@ def test_labels_written_inside_the_input_folder_are_never_read_as_inputs(
     assert main([*args, "--resume"]) == 0
     summary = _summary(folder / "labels")
     assert (summary["inputs"], summary["skipped"], summary["failed"]) == (4, 4, 0)
+
+
+def test_the_readers_options_reach_every_worker(tiny_export: Path, tmp_path: Path) -> None:
+    points = np.random.default_rng(0).uniform(-20, 20, (500, 3)).astype(np.float32)
+    header = (
+        "VERSION .7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+        f"WIDTH {len(points)}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {len(points)}\nDATA ascii\n"
+    )
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "no-intensity.pcd").write_text(header + "\n".join(" ".join(map(str, p)) for p in points) + "\n")
+    args = ["--model", str(tiny_export), "--files", str(folder), "--no-progress", "--workers", "2"]
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 0
+    failure = _summary(tmp_path / "refused")["failures"][0]
+    assert "intensity" in failure["reason"] and failure["path"].endswith("no-intensity.pcd")
+    assert main([*args, "--out", str(tmp_path / "accepted"), "--no-intensity"]) == 0
+    summary = _summary(tmp_path / "accepted")
+    assert summary["written"] == 1 and summary["job"]["inputs"]["no_intensity"] is True
+    assert np.fromfile(tmp_path / "accepted" / "no-intensity_lidarseg.bin", dtype=np.uint8).size == 500
