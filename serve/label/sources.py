@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from seg3d.classes import NUSCENES_RAW_CLASSES, ClassTable
 from seg3d.io import write_atomic
@@ -60,7 +60,10 @@ class LayoutError(ValueError):
 
 
 class Source(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str:
+        """``nuscenes``, ``semantickitti`` or ``files``."""
+        ...
 
     def tasks(self, model_classes: ClassTable) -> list[Task]:
         """The job's tasks, in a fixed order (the files' names may depend on the model's classes)."""
@@ -92,12 +95,14 @@ class NuScenesSource:
     split: str | None = None
     scenes: Sequence[str] = ()
     layout: NuScenesLayout = "lidarseg"
-    kind: str = "nuscenes"
+    kind: ClassVar[str] = "nuscenes"
     _nusc: Any = field(init=False, repr=False)
     _scene_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise LayoutError(f"not a nuScenes root: {self.root} is not a folder")
         try:
             self.version = self.version or find_version(self.root)
         except OverlayError as exc:
@@ -253,7 +258,7 @@ class SemanticKittiSource:
 
     root: Path
     sequences: Sequence[int] = ()
-    kind: str = "semantickitti"
+    kind: ClassVar[str] = "semantickitti"
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -318,7 +323,7 @@ class FileSource:
 
     pattern: str
     fmt: PointFormat | None = None
-    kind: str = "files"
+    kind: ClassVar[str] = "files"
 
     def __post_init__(self) -> None:
         base = Path(self.pattern)

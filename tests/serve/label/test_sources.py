@@ -71,6 +71,8 @@ def test_a_folder_that_is_no_nuscenes_root(tmp_path: Path) -> None:
         NuScenesSource(tmp_path)
     with pytest.raises(LayoutError, match="not a nuScenes root"):
         NuScenesSource(tmp_path / "absent")
+    with pytest.raises(LayoutError, match="is not a folder"):
+        NuScenesSource(tmp_path / "absent", version="v1.0-mini")
 
 
 def _kitti_root(root: Path, sequences: dict[str, int]) -> Path:
