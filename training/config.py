@@ -138,6 +138,10 @@ class LoopConfig(_Strict):
     backend: Literal["auto", "spconv", "table"] = "auto"
     # Timeout of every collective under torchrun (NCCL's watchdog defaults to 10 minutes).
     dist_timeout_minutes: float = Field(60.0, gt=0)
+    # Every N optimiser steps, log the L2 norm of each weighted loss term's gradient with respect to
+    # the 3D encoder (`grad3d/<term>` in train_log.jsonl): which terms drive the encoder the
+    # checkpoint keeps. One extra backward per term on those steps, so None (off) by default.
+    term_grad_norms_every: int | None = Field(None, ge=1)
 
 
 class TrainConfig(_Strict):

@@ -13,7 +13,10 @@ the epoch and RNG states, and the sampler skips the batches already done. With `
 an exponential moving average of the weights is kept beside them: it is what validation scores and
 what checkpoints hold as their weights (so evaluation and export read the average), while
 ``last.pt`` also keeps the raw weights the optimiser continues from. ``train_log.jsonl``
-gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate).
+gets one line per optimiser step (step, epoch, loss, gradient norm, learning rate); with
+``loop.term_grad_norms_every`` every N-th line also has ``grad3d/<term>``, the norm of each weighted
+loss term's gradient with respect to the 3D encoder (`TrainingModel.encoder_grad_norms`), measured
+on the main process's last micro-batch of the step, before the update.
 
 Sparse convolutions run on the backend `training.backend.choose_backend` picks (``loop.backend`` or
 ``--backend``; auto: spconv on CUDA when a CUDA build imports, else the table backend over present
@@ -300,6 +303,7 @@ class _Step:
     norm: float
     rate: float  # training samples per second over the epoch so far, all processes
     terms: dict[str, Any]
+    grad3d: dict[str, float]  # per-term gradient norms into the 3D encoder; empty unless measured
 
 
 def _train(run: _Run) -> TrainResult:
@@ -464,13 +468,15 @@ def _train_epoch(run: _Run) -> bool:
         sync = contextlib.nullcontext() if final or env.world == 1 else run.wrapped.no_sync()  # type: ignore[operator]
         with sync, run.autocast():
             output = run.wrapped(batch)
+            # Before the training backward, which frees the graph the per-term backwards need.
+            grad3d = _term_grad_norms(run, output.graph_terms) if final else {}
             run.scaler.scale(output.loss / loop.accumulate).backward()
         epoch.micro.append(float(output.loss.detach()))
         epoch.samples += len(batch.names)
         state.batch_in_epoch += 1
         if not final:
             continue
-        _log(run, _step(run, epoch, output.terms))
+        _log(run, _step(run, epoch, output.terms, grad3d))
         if env.is_main and state.step % loop.checkpoint_every == 0:
             _save_run(run, LAST)
         if state.step >= run.total_steps:
@@ -484,7 +490,17 @@ def _train_epoch(run: _Run) -> bool:
     return epoch_done
 
 
-def _step(run: _Run, epoch: _Epoch, terms: dict[str, Any]) -> _Step:
+def _term_grad_norms(run: _Run, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per-term gradient norms into the 3D encoder on the steps ``loop.term_grad_norms_every``
+    names (the step being made is ``state.step + 1``), on the main process, which alone logs them."""
+    every = run.config.loop.term_grad_norms_every
+    if every is None or (run.state.step + 1) % every != 0 or not run.env.is_main:
+        return {}
+    scale = float(run.scaler.get_scale()) if run.scaler.is_enabled() else 1.0
+    return run.model.encoder_grad_norms(terms, scale)
+
+
+def _step(run: _Run, epoch: _Epoch, terms: dict[str, Any], grad3d: dict[str, float]) -> _Step:
     """The optimiser step after the last micro-batch of an accumulation: average the loss over
     processes, clip, update unless the loss or norm is not finite, and advance the schedule."""
     state = run.state
@@ -509,7 +525,7 @@ def _step(run: _Run, epoch: _Epoch, terms: dict[str, Any]) -> _Step:
         run.scheduler.step()
     elapsed = time.perf_counter() - epoch.started
     rate = epoch.samples * run.env.world / max(elapsed, 1e-9)
-    return _Step(loss=loss, norm=norm, rate=rate, terms=terms)
+    return _Step(loss=loss, norm=norm, rate=rate, terms=terms, grad3d=grad3d)
 
 
 def _log(run: _Run, step: _Step) -> None:
@@ -529,7 +545,7 @@ def _log(run: _Run, step: _Step) -> None:
             "lr": lr,
             "skipped": state.skipped_steps,
             "train_s": round(state.train_seconds, 2),
-        }
+        } | {f"grad3d/{name}": value for name, value in step.grad3d.items()}
         run.log.write(json.dumps(record) + "\n")
         run.log.flush()
     if run.writer is not None and state.step % run.config.loop.log_every == 0:
@@ -539,6 +555,9 @@ def _log(run: _Run, step: _Step) -> None:
         run.writer.add_scalar("train/samples_per_s", step.rate, state.step)
         for name, value in step.terms.items():
             run.writer.add_scalar(f"loss/{name}", value, state.step)
+    if run.writer is not None:  # measured on their own schedule: written whenever there are some
+        for name, value in step.grad3d.items():
+            run.writer.add_scalar(f"grad3d/{name}", value, state.step)
 
 
 def _validate_and_checkpoint(run: _Run, epoch_done: bool) -> None:

@@ -6,6 +6,7 @@ torchrun); the last calls ``training.train``'s ``main`` in process."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -250,3 +251,43 @@ def test_a_weight_average_is_what_checkpoints_hold_and_resumes_exactly(
     plain_config = TrainConfig.model_validate({**CONFIG, "loop": {**CONFIG["loop"], "accumulate": 1}})
     with pytest.raises(ValueError, match="ema_decay"):
         train(plain_config, synthetic_nuscenes, cut, max_steps=4, resume=True, progress=False)
+
+
+def test_per_term_gradient_norms_are_logged_every_n_steps(synthetic_nuscenes: Path, tmp_path: Path) -> None:
+    """loop.term_grad_norms_every 2 on mode 2ddata: steps 2 and 4 log ``grad3d/<term>`` for every
+    term, the other steps do not; seg2d (the 2D head) never reaches the 3D encoder, kl (weight 0)
+    is measured as 0."""
+    from training.config import TrainConfig
+    from training.loop import train
+
+    data = CONFIG["data"]
+    config = TrainConfig.model_validate(
+        {
+            **CONFIG,
+            "branch": {"mode": "2ddata", "kl_weight": 0.0},
+            "data": {**data, "nuscenes": {**data["nuscenes"], "cameras": "random", "image_size": [96, 64]}},
+            "loop": {
+                **CONFIG["loop"],
+                "accumulate": 1,
+                "checkpoint_every": 100,
+                "max_val_samples": 1,
+                "term_grad_norms_every": 2,
+            },
+        }
+    )
+    train(config, synthetic_nuscenes, tmp_path / "run", max_steps=4, progress=False)
+    log = _log(tmp_path / "run")
+    assert [row["step"] for row in log] == [1, 2, 3, 4]
+    scales = range(len(config.model.encoder.scale_list))
+    terms = {"seg3d", "seg2d"} | {f"{kind}/{i}" for kind in ("aux3d", "fused", "kl") for i in scales}
+    for row in log:
+        measured = {
+            key.removeprefix("grad3d/"): value for key, value in row.items() if key.startswith("grad3d/")
+        }
+        if row["step"] % 2:
+            assert measured == {}
+            continue
+        assert set(measured) == terms
+        assert all(math.isfinite(v) and v >= 0 for v in measured.values())
+        assert measured["seg3d"] > 0 and all(measured[f"aux3d/{i}"] > 0 for i in scales)
+        assert measured["seg2d"] == 0 and all(measured[f"kl/{i}"] == 0 for i in scales)

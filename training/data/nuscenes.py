@@ -13,6 +13,10 @@ The pipeline of `docs/architecture.md` §1.3–§1.5 and §5.2, per keyframe sam
 6. the 3D augmentation of the coordinates the network sees (training);
 7. the image resized to 400×240, jittered, flipped and normalised; pixels follow.
 
+Steps 2 and 7 draw from a per-sample camera stream, steps 3 and 6 (and the optional intensity
+randomisation) from a point stream of their own (`NuScenesDataset.streams`), so every camera setting,
+``none`` included, sees the same point augmentation of a sample in an epoch.
+
 The devkit is used once, to build a light index of every sample (file paths, calibration, boxes);
 ``__getitem__`` reads files only, so DataLoader workers do not carry the devkit's tables. Splits are
 the devkit's own (``nuscenes.utils.splits``), by scene name, so the same code runs on the real
@@ -49,6 +53,7 @@ from training.data.sample import CameraView, LidarSample
 
 __all__ = [
     "CAMERAS",
+    "CAMERA_STREAM_OFFSET",
     "INTEREST_CLASSES",
     "NUSCENES_TABLES",
     "NuScenesDataset",
@@ -64,6 +69,11 @@ CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BA
 
 #: The 2DDATA paper's interest classes (`seg3d.classes`): the Local Object Branch's box categories.
 INTEREST_CLASSES = NUSCENES_INTEREST_CATEGORIES
+
+#: Offset from a sample's point stream seed to its camera stream seed (`NuScenesDataset.streams`):
+#: 2⁶¹ − 1, odd and far above any ``seed + epoch·len + index`` a run reaches, so no camera stream
+#: ever reuses the seed of some sample's point stream.
+CAMERA_STREAM_OFFSET = 2**61 - 1
 
 #: Every table ``nuscenes.NuScenes`` loads; lidarseg adds ``lidarseg.json``.
 NUSCENES_TABLES = (
@@ -243,11 +253,13 @@ class NuScenesDataset(Dataset[LidarSample]):
         options: what to read (version, split, cameras, boxes).
         training: apply point dropout, 3D augmentation and image jitter/flip; otherwise none.
         labelled: read lidarseg labels (False for the test split or inference).
-        seed: seed of the per-sample streams (sample ``i`` of epoch ``e`` uses ``seed + e·len + i``):
-            camera choice, dropout, augmentation.
+        seed: seed of the per-sample streams (`streams`): sample ``i`` of epoch ``e`` draws its
+            point dropout, 3D augmentation and intensity from a point stream seeded
+            ``seed + e·len + i``, and its camera pick and image jitter/flip from a camera stream
+            seeded `CAMERA_STREAM_OFFSET` above it.
         nusc: an already loaded ``nuscenes.NuScenes`` of this root and version, to share one.
         intensity: intensity randomisation after the 3D augmentation (training only; its draws
-            come last in the sample's stream).
+            come last in the sample's point stream).
 
     Raises:
         FileNotFoundError: the root is not a nuScenes layout (naming what is missing).
@@ -392,31 +404,44 @@ class NuScenesDataset(Dataset[LidarSample]):
             )
         return torch.from_numpy(self.label_lookup[raw])
 
+    def streams(self, index: int) -> tuple[torch.Generator, torch.Generator]:
+        """The point stream and the camera stream of sample ``index`` in the current epoch.
+
+        The point stream draws everything that touches the points (dropout, 3D augmentation,
+        intensity), the camera stream the camera pick and the image jitter/flip. Kept apart so the
+        point-side draws of a sample and epoch are the same whatever the camera setting: mode
+        ``3d`` (``cameras: none``) and the 2D modes train on identically augmented clouds, which
+        makes their comparison a paired one. The point stream keeps the seed one shared stream had
+        (and SemanticKITTI's stream has), so runs without cameras draw as they did before the split.
+        """
+        seed = self.seed + self.epoch * len(self) + index
+        camera_seed = (seed + CAMERA_STREAM_OFFSET) % 2**64  # manual_seed takes unsigned 64 bits
+        return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(camera_seed)
+
     def __getitem__(self, index: int) -> LidarSample:
         record = self.samples[index]
-        generator = torch.Generator().manual_seed(self.seed + self.epoch * len(self) + index)
+        point_stream, camera_stream = self.streams(index)
         points = torch.from_numpy(self._read_points(index))
         num_file_points = int(points.shape[0])
         labels = self.read_labels(index, num_file_points) if self.labelled else None
 
-        # Draw the camera before the crop, as 2DPASS does, so the stream order is fixed.
         if self.options.cameras == "random":
-            pick = int(torch.randint(0, len(record.cameras), (), generator=generator))
+            pick = int(torch.randint(0, len(record.cameras), (), generator=camera_stream))
             cameras: tuple[_Camera, ...] = (record.cameras[pick],)
         else:
             cameras = record.cameras
         keep = crop_mask(points[:, :3], self.config.grid)
         indices = torch.nonzero(keep).flatten()
         if self.dropout is not None:
-            indices = indices[self.dropout(indices.shape[0], generator)]
+            indices = indices[self.dropout(indices.shape[0], point_stream)]
         points = points[indices]
         labels = labels[indices] if labels is not None else None
 
-        views = self._views(record, cameras, points[:, :3].numpy(), generator)
+        views = self._views(record, cameras, points[:, :3].numpy(), camera_stream)
         if self.augment is not None:
-            points = self.augment(points, generator)
+            points = self.augment(points, point_stream)
         if self.intensity is not None:
-            points = self.intensity(points, generator, labels)
+            points = self.intensity(points, point_stream, labels)
         return LidarSample(
             name=record.token,
             points=points,

@@ -2,18 +2,30 @@
 
 Weights follow `docs/architecture.md` §4 / §5.2. The per-scale terms are given as 2DPASS's λ and divided
 by the number of 3D scales ``S`` (6 at the nuScenes configuration), so ``fused_weight = 1`` means
-1/6 per scale and ``kl_weight = 0.05`` means 0.05/6 per scale.
+1/6 per scale and ``kl_weight = 0.05`` means 0.05/6 per scale. The per-scale 3D auxiliary terms are
+not divided (2DPASS adds each at full weight) unless ``aux3d_average`` is set.
+`BranchConfig.term_weight` is the one place a term's weight is decided: the total loss and the
+loop's per-term gradient norms both read it.
+
+A weight of 0 turns a term off without removing it: every term still enters the total (see
+`training.model.training_model`), so the 2D modes without auxiliary heads are ``aux3d_weight: 0``,
+and a 3D-only baseline paired with ``2dpass`` is that mode with ``seg2d``, ``fused``, ``kl`` and
+``aux3d`` weights all 0.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from seg3d.checkpoint import Mode
 
-__all__ = ["BranchConfig", "Mode"]
+__all__ = ["BranchConfig", "LOBAttention", "Mode"]
+
+#: How the Local Object Branch uses its in-box attention weights (`training.model.lob.LOBScale`).
+LOBAttention = Literal["box_token", "point_weights"]
 
 
 class BranchConfig(BaseModel):
@@ -26,9 +38,14 @@ class BranchConfig(BaseModel):
         lob_tau: ``τ``, temperature of the in-box softmax.
         lob_classes: rows of the LOB class embedding (interest classes; 6 by default, 10 with the
             "all thing classes" option). Every box class must be below it.
+        lob_attention: the two readings of the paper's in-box attention: ``box_token`` pools the
+            box's points into one token with the weights and fuses it into each point;
+            ``point_weights`` fuses each point's own feature scaled by its weight (no pooling).
         lovasz_weight: weight of Lovász-softmax beside cross-entropy in every segmentation term.
         seg3d_weight: final 3D logits on all points.
         aux3d_weight: each scale's 3D auxiliary head on voxels (2DPASS adds it unscaled per scale).
+        aux3d_average: give each scale's auxiliary term ``aux3d_weight / S`` instead, as the fused
+            and KL terms get: the auxiliary heads then weigh as much in total whatever ``S``.
         seg2d_weight: 2dpass: the final fused classifier; 2ddata: the 2D head at the projected points.
         fused_weight: λ of the per-scale fused terms; each scale gets ``fused_weight / S``.
         kl_weight: λ of the per-scale distillation terms; each scale gets ``kl_weight / S``.
@@ -42,9 +59,11 @@ class BranchConfig(BaseModel):
     lob_dim: int = Field(128, ge=1)
     lob_tau: float = Field(0.1, gt=0)
     lob_classes: int = Field(6, ge=1)
+    lob_attention: LOBAttention = "box_token"
     lovasz_weight: float = Field(1.0, ge=0)
     seg3d_weight: float = Field(1.0, ge=0)
     aux3d_weight: float = Field(1.0, ge=0)
+    aux3d_average: bool = False
     seg2d_weight: float = Field(1.0, ge=0)
     fused_weight: float = Field(1.0, ge=0)
     kl_weight: float = Field(0.05, ge=0)
@@ -56,7 +75,7 @@ class BranchConfig(BaseModel):
         weights = {
             "seg3d": self.seg3d_weight,
             "seg2d": self.seg2d_weight,
-            "aux3d": self.aux3d_weight,
+            "aux3d": self.aux3d_weight / num_scales if self.aux3d_average else self.aux3d_weight,
             "fused": self.fused_weight / num_scales,
             "kl": self.kl_weight / num_scales,
         }

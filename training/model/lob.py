@@ -4,8 +4,13 @@ Per 3D scale ``l``, over the *selected points* (projected points with a box, ``p
 
 - ``h_p = LeakyReLU_0.1(W_h [F3D_l[p] ‖ F2D_l[p]])`` (2C → C);
 - ``e_p = W_e h_p`` (C → D); ``s_p = cos(e_p, Emb_l[class(b(p))])`` with ``max(‖·‖‖·‖, 1e-8)``;
-- ``w_p`` = softmax of ``s_p / τ`` over the points of the same box; ``t_b = Σ_{p∈b} w_p h_p``;
-- ``f_p = h_p + W_o [h_p ‖ t_b]`` (2C → C); fused logits ``S2D3D_l = head_l(f_p)``;
+- ``w_p`` = softmax of ``s_p / τ`` over the points of the same box;
+- ``f_p = h_p + W_o [h_p ‖ c_p]`` (2C → C); fused logits ``S2D3D_l = head_l(f_p)``, where the
+  context ``c_p`` is one of the two readings of the paper (``BranchConfig.lob_attention``):
+  ``box_token`` (default) pools the box, ``c_p = t_b = Σ_{p∈b} w_p h_p``, the same for every point
+  of the box; ``point_weights`` weights each point's own feature, ``c_p = w_p h_p``, with no
+  pooling. Both have the same parameters and shapes. The weights sum to 1 over a box in both, so in
+  ``point_weights`` a point's context shrinks with the size of its box (taken literally, not rescaled);
 - terms ``fused/l`` = CE + Lovász of ``S2D3D_l`` against the point labels, and
   ``kl/l = KL(S2D3D_l.detach() ‖ S3D_l)`` with ``S3D_l`` the 3D aux head at the same points.
 
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.model.branch_inputs import BranchInputs
+from training.model.config import LOBAttention
 from training.model.heads import ClassifierHead
 from training.model.image_encoder import IMAGE_SCALES
 from training.model.losses import distillation_kl, graph_zero, seg_loss
@@ -121,18 +127,32 @@ class LOBScaleOutput:
 
 
 class LOBScale(nn.Module):
-    """The LOB of one scale: fusion, class-aware in-box attention, fused head."""
+    """The LOB of one scale: fusion, class-aware in-box attention, fused head.
+
+    ``attention`` picks what the weights make of the in-box points (module docstring): one pooled
+    token per box (``box_token``) or each point's weighted feature (``point_weights``).
+    """
 
     def __init__(
-        self, channels: int, dim: int, num_box_classes: int, tau: float, head_hidden: int, num_classes: int
+        self,
+        channels: int,
+        dim: int,
+        num_box_classes: int,
+        tau: float,
+        head_hidden: int,
+        num_classes: int,
+        attention: LOBAttention = "box_token",
     ) -> None:
         super().__init__()
+        if attention not in ("box_token", "point_weights"):
+            raise ValueError(f"unknown LOB attention {attention!r}: 'box_token' or 'point_weights'")
         self.fuse = nn.Linear(2 * channels, channels)
         self.point_embed = nn.Linear(channels, dim, bias=False)
         self.class_embed = nn.Embedding(num_box_classes, dim)
         self.out = nn.Linear(2 * channels, channels, bias=False)
         self.head = ClassifierHead(channels, head_hidden, num_classes)
         self.tau = tau
+        self.attention = attention
 
     def forward(
         self, features_3d: torch.Tensor, features_2d: torch.Tensor, selection: BoxSelection
@@ -147,10 +167,14 @@ class LOBScale(nn.Module):
         weighted = weights[:, None] * h
         # Under autocast the similarity (hence ``weighted``) may be float32 while h is bf16: sum in
         # the product's dtype, concatenate in h's.
-        tokens = weighted.new_zeros((selection.num_boxes, h.shape[1])).index_add(
-            0, selection.segment, weighted
-        )
-        fused = h + self.out(torch.cat([h, tokens[selection.segment].to(h.dtype)], dim=1))
+        if self.attention == "box_token":
+            tokens = weighted.new_zeros((selection.num_boxes, h.shape[1])).index_add(
+                0, selection.segment, weighted
+            )
+            context = tokens[selection.segment]
+        else:
+            context = weighted
+        fused = h + self.out(torch.cat([h, context.to(h.dtype)], dim=1))
         return LOBScaleOutput(self.head(fused), weights)
 
 
@@ -168,6 +192,7 @@ class LocalObjectBranch(nn.Module):
         tau: float = 0.1,
         lovasz_weight: float = 1.0,
         ignore_index: int = 0,
+        attention: LOBAttention = "box_token",
     ) -> None:
         super().__init__()
         self.aux3d = nn.ModuleList(
@@ -175,7 +200,7 @@ class LocalObjectBranch(nn.Module):
         )
         self.scales = nn.ModuleList(
             [
-                LOBScale(channels, dim, num_box_classes, tau, head_hidden, num_classes)
+                LOBScale(channels, dim, num_box_classes, tau, head_hidden, num_classes, attention)
                 for _ in range(num_scales)
             ]
         )

@@ -24,12 +24,14 @@ Every term enters the total, also at weight 0, and a scale without selected poin
 the LOB's parameters through an exact zero: every parameter gets a gradient on every step, which
 DistributedDataParallel requires (without ``find_unused_parameters``).
 
-Evaluation uses the 3D encoder alone: `TrainingModel.predict_logits`.
+Evaluation uses the 3D encoder alone: `TrainingModel.predict_logits`. For diagnostics,
+`TrainingModel.encoder_grad_norms` measures how hard each weighted term pulls on the 3D encoder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -63,11 +65,14 @@ class LossOutput:
         loss: scalar weighted total, with its graph.
         terms: every unweighted term (see the module table) and ``total``, detached floats.
         logits: ``(N, classes)`` final 3D logits, detached (for training metrics).
+        graph_terms: every unweighted term with its graph (no ``total``), for per-term gradients
+            (`TrainingModel.encoder_grad_norms`).
     """
 
     loss: torch.Tensor
     terms: dict[str, float]
     logits: torch.Tensor
+    graph_terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TrainingModel(nn.Module):
@@ -118,7 +123,11 @@ class TrainingModel(nn.Module):
             self.branch = MSFSKD(**common)
         else:
             self.branch = LocalObjectBranch(
-                **common, num_box_classes=config.lob_classes, dim=config.lob_dim, tau=config.lob_tau
+                **common,
+                num_box_classes=config.lob_classes,
+                dim=config.lob_dim,
+                tau=config.lob_tau,
+                attention=config.lob_attention,
             )
 
     def predict_logits(self, inputs: EncoderInputs) -> torch.Tensor:
@@ -156,7 +165,33 @@ class TrainingModel(nn.Module):
         # One device sync for all the logged values instead of one per term.
         values = torch.stack([t.detach() for t in (*terms.values(), total)]).tolist()
         names = [*terms, "total"]
-        return LossOutput(total, dict(zip(names, values, strict=True)), logits.detach())
+        return LossOutput(total, dict(zip(names, values, strict=True)), logits.detach(), terms)
+
+    def encoder_grad_norms(self, terms: Mapping[str, torch.Tensor], scale: float = 1.0) -> dict[str, float]:
+        """L2 norm of each weighted term's gradient with respect to the 3D encoder's parameters.
+
+        One extra backward per term (``torch.autograd.grad``: nothing is accumulated into ``.grad``,
+        and the graph is kept for the training backward that follows); a term of weight 0 is 0
+        without one. ``scale`` multiplies each term before its backward and divides the norm after:
+        the loop passes its GradScaler's scale, so float16 gradients do not underflow.
+        """
+        num_scales = len(self.model_config.encoder.scale_list)
+        parameters = [p for p in self.encoder3d.parameters() if p.requires_grad]
+        norms: dict[str, torch.Tensor] = {}
+        for name, term in terms.items():
+            weight = self.config.term_weight(name, num_scales)
+            if weight == 0 or not term.requires_grad:
+                norms[name] = term.new_zeros(())
+                continue
+            grads = torch.autograd.grad(
+                term * (weight * scale), parameters, retain_graph=True, allow_unused=True
+            )
+            squares = [g.float().square().sum() for g in grads if g is not None]
+            # A term that does not reach the encoder (seg2d in 2ddata: the 2D side only) pulls with 0.
+            norms[name] = torch.stack(squares).sum().sqrt() / scale if squares else term.new_zeros(())
+        # One device sync for all the norms instead of one per term.
+        values = torch.stack([v.detach().float() for v in norms.values()]).tolist() if norms else []
+        return dict(zip(norms, values, strict=True))
 
 
 def build_training_model(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from seg3d.config import load_config
+from training.data.augment import IntensityAugment
 from training.data.nuscenes import NuScenesDataset, NuScenesOptions, check_nuscenes_layout
 from training.data.nuscenes_geometry import lidar_to_camera, project_to_image
 
@@ -195,6 +196,44 @@ def test_one_random_camera_is_seeded(synthetic_nuscenes: Path) -> None:
     assert picks == [b[i].views[0].camera for i in range(len(b))]
     assert len(set(picks)) >= 4  # 40 draws among 6 cameras
     assert all(len(a[i].views) == 1 for i in range(3))
+
+
+def test_point_draws_do_not_depend_on_the_camera_setting(synthetic_nuscenes: Path) -> None:
+    """The paired streams: the same sample and epoch get the same dropout and 3D augmentation (and
+    intensity randomisation) with a random camera, every camera or none, so mode 3d and the 2D modes
+    train on identically augmented clouds."""
+    from nuscenes.nuscenes import NuScenes
+
+    nusc = NuScenes(version="v1.0-mini", dataroot=str(synthetic_nuscenes), verbose=False)
+    intensity = IntensityAugment(drop=0.3, scale_range=(0.5, 1.5))
+    datasets = {
+        cameras: NuScenesDataset(
+            synthetic_nuscenes,
+            load_config("tiny"),
+            MINI.model_copy(update={"cameras": cameras}),
+            training=True,
+            seed=5,
+            nusc=nusc,
+            intensity=intensity,
+        )
+        for cameras in ("random", "all", "none")
+    }
+    for epoch in (0, 3):
+        for dataset in datasets.values():
+            dataset.set_epoch(epoch)
+        for index in (0, 7, 21):
+            samples = {cameras: dataset[index] for cameras, dataset in datasets.items()}
+            reference = samples["none"]
+            assert reference.views == ()
+            assert len(samples["random"].views) == 1 and len(samples["all"].views) == 6
+            for sample in samples.values():
+                assert torch.equal(sample.points, reference.points)
+                assert sample.labels is not None and reference.labels is not None
+                assert torch.equal(sample.labels, reference.labels)
+                assert torch.equal(sample.indices, reference.indices)
+    # the camera stream is a stream of its own: it still varies the pick over the samples
+    picks = {datasets["random"][i].views[0].camera for i in range(12)}
+    assert len(picks) >= 3
 
 
 def test_bad_files_get_errors_that_name_them(synthetic_nuscenes: Path, tmp_path: Path) -> None:

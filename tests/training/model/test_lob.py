@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from training.model.config import LOBAttention
 from training.model.lob import BoxSelection, LOBScale, LocalObjectBranch, segment_softmax
 from training.model.msfskd import MSFSKD
 
@@ -38,7 +39,8 @@ def test_selection_compacts_boxes_and_checks_classes() -> None:
 def _reference_scale(
     lob: LOBScale, f3d: torch.Tensor, f2d: torch.Tensor, selection: BoxSelection
 ) -> torch.Tensor:
-    """§5.2 written box by box with plain torch.softmax, as an independent check of the vectorised form."""
+    """§5.2 written box by box with plain torch.softmax, as an independent check of the vectorised form
+    (``box_token``: the pooled token is fused; ``point_weights``: each point's weighted feature)."""
     logits = torch.empty(selection.num_selected, lob.head[-1].out_features)
     for b in range(selection.num_boxes):
         mine = torch.nonzero(selection.segment == b).flatten()
@@ -48,14 +50,18 @@ def _reference_scale(
         emb = lob.class_embed.weight[selection.segment_class[b]]
         s = (e @ emb) / torch.clamp(e.norm(dim=1) * emb.norm(), min=1e-8)
         w = torch.softmax(s / lob.tau, 0)
-        t = (w[:, None] * h).sum(0)
-        f = h + lob.out(torch.cat([h, t.expand_as(h)], 1))
+        weighted = w[:, None] * h
+        context = weighted.sum(0).expand_as(h) if lob.attention == "box_token" else weighted
+        f = h + lob.out(torch.cat([h, context], 1))
         logits[mine] = lob.head(f)
     return logits
 
 
-def test_lob_scale_matches_the_box_by_box_definition() -> None:
-    lob = LOBScale(channels=8, dim=4, num_box_classes=6, tau=0.1, head_hidden=16, num_classes=17)
+@pytest.mark.parametrize("attention", ["box_token", "point_weights"])
+def test_lob_scale_matches_the_box_by_box_definition(attention: LOBAttention) -> None:
+    lob = LOBScale(
+        channels=8, dim=4, num_box_classes=6, tau=0.1, head_hidden=16, num_classes=17, attention=attention
+    )
     f3d, f2d = torch.randn(12, 8), torch.randn(12, 8)
     selection = _selection([0, -1, 3, 3, 0, 1, -1, 3, 0, 0, -1, 1], [2, 5, 0, 2])
     out = lob(f3d, f2d, selection)
@@ -101,3 +107,28 @@ def test_branch_parameter_counts_at_the_full_config() -> None:
     assert sum(p.numel() for p in lob.parameters()) == 6 * (331_025 + aux) + seg2d == 2_330_077
     msfskd = MSFSKD(channels=256, num_scales=6, head_hidden=128, num_classes=17)
     assert sum(p.numel() for p in msfskd.parameters()) == 2_197_469  # docs/architecture.md §4
+
+
+def test_point_weights_fuse_each_points_own_feature() -> None:
+    """``point_weights`` has the token path's parameters, so one state dict serves both; a box of one
+    point (weight 1) fuses the same context either way, a larger box does not."""
+    token = LOBScale(channels=8, dim=4, num_box_classes=6, tau=0.1, head_hidden=16, num_classes=17)
+    weights = LOBScale(
+        channels=8,
+        dim=4,
+        num_box_classes=6,
+        tau=0.1,
+        head_hidden=16,
+        num_classes=17,
+        attention="point_weights",
+    )
+    weights.load_state_dict(token.state_dict())
+    selection = _selection([0, 1, 1, 1, -1], [2, 4])
+    f3d, f2d = torch.randn(5, 8), torch.randn(5, 8)
+    a, b = token(f3d, f2d, selection), weights(f3d, f2d, selection)
+    assert a.logits.shape == b.logits.shape == (4, 17)
+    assert torch.equal(a.weights, b.weights)
+    assert torch.allclose(a.logits[0], b.logits[0], atol=1e-6)  # the lone point of box 0
+    assert not torch.allclose(a.logits[1:], b.logits[1:])
+    with pytest.raises(ValueError, match="unknown LOB attention"):
+        LOBScale(8, 4, 6, 0.1, 16, 17, attention="mean")  # type: ignore[arg-type]

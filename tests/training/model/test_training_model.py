@@ -234,3 +234,98 @@ def test_every_parameter_is_used_for_ddp(tiny: ModelConfig) -> None:
                 wrapped(no_boxes).loss.backward()
     finally:
         dist.destroy_process_group()
+
+
+def test_aux3d_average_divides_the_auxiliary_weight_by_the_scales(tiny: ModelConfig, batch: Batch) -> None:
+    plain = BranchConfig(aux3d_weight=0.6)
+    averaged = BranchConfig(aux3d_weight=0.6, aux3d_average=True)
+    assert plain.term_weight("aux3d/2", 6) == 0.6  # 2DPASS: every scale at full weight
+    assert averaged.term_weight("aux3d/2", 6) == pytest.approx(0.1)
+    assert averaged.term_weight("aux3d/0", 4) == pytest.approx(0.15)
+    for name in ("seg3d", "seg2d", "fused/1", "kl/3"):  # the other terms are not touched
+        assert averaged.term_weight(name, 6) == plain.term_weight(name, 6)
+    config = averaged.model_copy(update={"mode": "2dpass"})
+    with torch.no_grad():
+        terms = TrainingModel(tiny, config)(batch).terms
+    weighted = sum(config.term_weight(k, 4) * v for k, v in terms.items() if k != "total")
+    assert terms["total"] == pytest.approx(weighted, rel=1e-5)
+
+
+def test_a_2dpass_run_with_zero_branch_weights_trains_the_3d_encoder_alone(
+    tiny: ModelConfig, batch: Batch
+) -> None:
+    """The paired 3D-only baseline: mode 2dpass with every branch weight 0 gives the 3D encoder the
+    gradients mode 3d gives it (same initial weights), and still reaches every parameter (DDP)."""
+    zeros = {"seg2d_weight": 0.0, "fused_weight": 0.0, "kl_weight": 0.0, "aux3d_weight": 0.0}
+    paired, alone = _model("2dpass", tiny, **zeros), _model("3d", tiny)
+    out = paired(batch)
+    assert out.terms["total"] == pytest.approx(out.terms["seg3d"], rel=1e-6)
+    assert out.terms["aux3d/0"] > 0  # computed, weighted out
+    out.loss.backward()
+    alone(batch).loss.backward()
+    assert all(p.grad is not None for p in paired.parameters())
+    assert paired.encoder2d is not None and paired.branch is not None
+    assert _grad_norm(paired.encoder2d) == 0 and _grad_norm(paired.branch) == 0
+    for (name, p), q in zip(paired.encoder3d.named_parameters(), alone.encoder3d.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize("attention", ["box_token", "point_weights"])
+def test_both_lob_attentions_train_the_branch(attention: str, tiny: ModelConfig, batch: Batch) -> None:
+    model = _model("2ddata", tiny, lob_attention=attention)
+    assert model.branch is not None and model.branch.scales[0].attention == attention
+    out = model(batch)
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.terms.values())
+    assert all(out.terms[f"fused/{i}"] > 0 for i in range(4))  # the batch has points in boxes
+    out.loss.backward()
+    for name, p in model.branch.scales.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.any(), f"{name} gets no gradient under {attention}"
+    if attention == "point_weights":  # same weights, other fusion: other fused terms, same 3D terms
+        token = _model("2ddata", tiny)(batch).terms
+        assert out.terms["seg3d"] == token["seg3d"] and out.terms["aux3d/0"] == token["aux3d/0"]
+        assert out.terms["fused/0"] != pytest.approx(token["fused/0"], rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["3d", "2ddata"])
+def test_encoder_grad_norms_are_each_weighted_terms_pull_on_the_3d_encoder(
+    mode: str, tiny: ModelConfig, batch: Batch
+) -> None:
+    model = _model(mode, tiny, seg3d_weight=2.0, kl_weight=0.0)
+    out = model(batch)
+    norms = model.encoder_grad_norms(out.graph_terms)
+    assert set(norms) == set(out.terms) - {"total"}
+    assert all(p.grad is None for p in model.parameters())  # nothing accumulated
+    seg3d = torch.autograd.grad(
+        2.0 * out.graph_terms["seg3d"], list(model.encoder3d.parameters()), retain_graph=True
+    )
+    expected = float(torch.cat([g.flatten() for g in seg3d]).double().square().sum().sqrt())
+    assert norms["seg3d"] == pytest.approx(expected, rel=1e-5)
+    assert model.encoder_grad_norms(out.graph_terms, scale=1024.0)["seg3d"] == pytest.approx(
+        expected, rel=1e-4
+    )
+    if mode == "2ddata":
+        assert norms["aux3d/0"] > 0 and norms["fused/0"] > 0
+        assert norms["kl/0"] == 0.0  # weight 0
+        assert norms["seg2d"] == 0.0  # the 2D head reads image features only
+    out.loss.backward()  # the graph survived the extra backwards
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_encoder_grad_norms_under_ddp(tiny: ModelConfig, batch: Batch) -> None:
+    """The loop measures the per-term norms through the DDP wrapper's output before its backward:
+    the extra backwards must not trip DDP's bookkeeping on this step or the next."""
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        model = _model("2ddata", tiny)
+        wrapped = DistributedDataParallel(model)
+        for _ in range(2):
+            out = wrapped(batch)
+            norms = model.encoder_grad_norms(out.graph_terms)
+            assert norms["seg3d"] > 0
+            out.loss.backward()
+    finally:
+        dist.destroy_process_group()
