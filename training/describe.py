@@ -16,6 +16,7 @@ from seg3d.checkpoint import MODES, Mode
 from seg3d.helptext import plain
 from training.config import TRAINING_CONFIG_DIR, load_train_config
 from training.model import build_training_model, parameter_counts
+from training.model.image_encoder import ImageBackbone
 
 __all__ = ["main"]
 
@@ -26,6 +27,12 @@ BRANCH_NAMES: dict[Mode, str] = {
     "3d": "(none)",
     "2dpass": "MSFSKD",
     "2ddata": "Local Object Branch + aux heads",
+}
+
+#: The 2D encoder row of the table, by `BranchConfig.image_encoder`.
+IMAGE_ENCODER_NAMES: dict[ImageBackbone, str] = {
+    "resnet34": "ResNet-34 + decoders",
+    "small": "small backbone + decoders",
 }
 
 
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     branch_name = BRANCH_NAMES[branch.mode]
     rows = [
         ("3D encoder (exported)", counts["encoder3d"], PAPER["encoder3d"] if full else ""),
-        ("2D encoder (ResNet-34 + decoders)", counts["encoder2d"], ""),
+        (f"2D encoder ({IMAGE_ENCODER_NAMES[branch.image_encoder]})", counts["encoder2d"], ""),
         (
             f"branch: {branch_name}",
             counts["branch"],

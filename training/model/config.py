@@ -18,11 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from seg3d.checkpoint import Mode
+from training.model.image_encoder import ImageBackbone
 
-__all__ = ["BranchConfig", "LOBAttention", "Mode"]
+__all__ = ["BranchConfig", "ImageBackbone", "LOBAttention", "Mode", "pretrained_backbone_problem"]
 
 #: How the Local Object Branch uses its in-box attention weights (`training.model.lob.LOBScale`).
 LOBAttention = Literal["box_token", "point_weights"]
@@ -49,8 +50,11 @@ class BranchConfig(BaseModel):
         seg2d_weight: 2dpass: the final fused classifier; 2ddata: the 2D head at the projected points.
         fused_weight: λ of the per-scale fused terms; each scale gets ``fused_weight / S``.
         kl_weight: λ of the per-scale distillation terms; each scale gets ``kl_weight / S``.
+        image_encoder: the 2D backbone: ``resnet34`` (2DPASS's, the nuScenes default) or ``small``
+            (`training.model.image_encoder.SmallBackbone`, ~16× fewer parameters, for short CPU
+            runs where a ResNet-34 from scratch learns little). Same decoders and branches either way.
         image_pretrained: a torchvision ``resnet34`` ImageNet state dict to initialise the 2D
-            backbone from; None trains it from scratch (the 2DPASS configs do).
+            backbone from; None trains it from scratch (the 2DPASS configs do). ``resnet34`` only.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,7 +71,15 @@ class BranchConfig(BaseModel):
     seg2d_weight: float = Field(1.0, ge=0)
     fused_weight: float = Field(1.0, ge=0)
     kl_weight: float = Field(0.05, ge=0)
+    image_encoder: ImageBackbone = "resnet34"
     image_pretrained: Path | None = None
+
+    @model_validator(mode="after")
+    def _pretrained_fits_the_backbone(self) -> BranchConfig:
+        problem = pretrained_backbone_problem(self.image_encoder, self.image_pretrained)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     def term_weight(self, name: str, num_scales: int) -> float:
         """Weight of the loss term ``name`` (``seg3d``, ``seg2d``, ``aux3d/i``, ``fused/i``, ``kl/i``)."""
@@ -82,3 +94,18 @@ class BranchConfig(BaseModel):
         if kind not in weights:
             raise KeyError(f"unknown loss term {name!r}")
         return weights[kind]
+
+
+def pretrained_backbone_problem(image_encoder: ImageBackbone, image_pretrained: Path | None) -> str | None:
+    """Why ``image_pretrained`` cannot initialise ``image_encoder``, or None if it can.
+
+    Shared by the config's validation and `training.model.TrainingModel`, which also sees configs made
+    with ``model_copy(update=...)`` (pydantic does not validate those).
+    """
+    if image_pretrained is None or image_encoder == "resnet34":
+        return None
+    return (
+        f"image_pretrained ({image_pretrained}) holds torchvision resnet34 weights, which do not fit "
+        f"image_encoder {image_encoder!r}: drop image_pretrained (the {image_encoder} encoder trains "
+        "from scratch) or set image_encoder: resnet34"
+    )

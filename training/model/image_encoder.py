@@ -4,6 +4,11 @@ A ResNet-34 backbone with the 2DPASS stem (7×7 conv at stride 1, so ``layer1`` 
 /4) and four decoders that bring ``layer1``..``layer4`` back to the input resolution with ``C``
 channels each ("image scales" 2, 4, 8, 16).
 
+`SmallBackbone` is a drop-in for the ResNet-34 (``BranchConfig.image_encoder: small``): the same four
+maps at the same strides and widths, so the decoders and everything after them are unchanged, from a
+plain conv-BN-ReLU stack with about 16× fewer parameters. ResNet-34 trained from scratch learns
+little in a few hundred CPU steps; the small one is for experiments at that budget.
+
 Every decoder ends with a nearest-neighbour upsampling, which is pure indexing: the full-resolution
 map at pixel ``(r, c)`` equals the pre-upsampling map at ``(r // f, c // f)``. `ImageEncoder.forward`
 returns the full-resolution maps (the spec's output); `ImageEncoder.forward_coarse` returns the maps
@@ -19,22 +24,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "IMAGE_BACKBONES",
     "IMAGE_SCALES",
     "RESNET34_BLOCKS",
+    "SMALL_BACKBONE_PARAMETERS",
+    "SMALL_WIDTHS",
     "BasicBlock",
     "CoarseMap",
     "Decoder",
+    "ImageBackbone",
     "ImageEncoder",
     "PretrainedWeightsError",
     "ResNet34",
+    "SmallBackbone",
     "load_torchvision_resnet34",
 ]
+
+#: The 2D backbones `ImageEncoder` can be built with (``BranchConfig.image_encoder``).
+ImageBackbone = Literal["resnet34", "small"]
+IMAGE_BACKBONES: tuple[ImageBackbone, ...] = get_args(ImageBackbone)
 
 #: Output stride of ``layer1``..``layer4`` with the stride-1 stem, i.e. the four image scales.
 IMAGE_SCALES: tuple[int, ...] = (2, 4, 8, 16)
@@ -43,6 +58,10 @@ RESNET34_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)
 _STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 #: The 2DPASS decoders have a 64-channel bottleneck before their transposed convolutions.
 _DECODER_BOTTLENECK = 64
+#: Widths of `SmallBackbone`'s stages (half of ResNet-34's); its stem has the first.
+SMALL_WIDTHS: tuple[int, ...] = (32, 64, 128, 256)
+#: Parameters of `SmallBackbone` (measured; ResNet-34 here has 21,284,672, 15.7× as many).
+SMALL_BACKBONE_PARAMETERS = 1_358_496
 
 
 class PretrainedWeightsError(ValueError):
@@ -109,6 +128,57 @@ class ResNet34(nn.Module):
         return features
 
 
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+
+
+class SmallBackbone(nn.Module):
+    """A small plain backbone with ResNet-34's outputs: 64, 128, 256, 512 channels at strides 2, 4, 8, 16.
+
+    ``stem``: 3×3 conv at stride 2 (ResNet's stride-1 7×7 conv and max-pool also end at /2, but this
+    never convolves at full resolution). ``layer1``..``layer4``: two 3×3 conv-BN-ReLU each at
+    `SMALL_WIDTHS` (the first at stride 2 from ``layer2`` on, as ResNet's stages). ``lateral[i]``: a
+    1×1 conv-BN-ReLU widening stage ``i`` to ResNet's width for its decoder; a side output, the next
+    stage reads the narrow map. `SMALL_BACKBONE_PARAMETERS` parameters; the decoders that read it
+    keep theirs (e.g. 5,149,248 at C = 256), as they see the same widths.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu(3, SMALL_WIDTHS[0], 3, stride=2)
+        strides = (1, 2, 2, 2)
+        stages = []
+        previous = SMALL_WIDTHS[0]
+        for width, stride in zip(SMALL_WIDTHS, strides, strict=True):
+            stages.append(
+                nn.Sequential(_conv_bn_relu(previous, width, 3, stride), _conv_bn_relu(width, width, 3))
+            )
+            previous = width
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        # ReLU'd like ResNet's stage outputs: the decoders see the same kind of input from either backbone.
+        self.lateral = nn.ModuleList(
+            [_conv_bn_relu(small, wide, 1) for small, wide in zip(SMALL_WIDTHS, _STAGE_WIDTHS, strict=True)]
+        )
+        for module in self.modules():
+            # As ResNet34: He initialisation for ReLU networks trained from scratch.
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(images)
+        features = []
+        for stage, lateral in zip(
+            (self.layer1, self.layer2, self.layer3, self.layer4), self.lateral, strict=True
+        ):
+            x = stage(x)
+            features.append(lateral(x))
+        return features
+
+
 def _transposed(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
     """3×3 stride-2 transposed conv that exactly doubles H and W."""
     return nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
@@ -158,14 +228,20 @@ class CoarseMap:
 
 
 class ImageEncoder(nn.Module):
-    """ResNet-34 + the four decoders D1..D4: images ``(V, 3, H, W)`` → 4 maps ``(V, C, H, W)``.
+    """Backbone + the four decoders D1..D4: images ``(V, 3, H, W)`` → 4 maps ``(V, C, H, W)``.
 
-    ``H`` and ``W`` must be multiples of 16 (every decoder then lands exactly on the input size).
+    ``backbone``: ``resnet34`` (`ResNet34`, the 2DPASS encoder) or ``small`` (`SmallBackbone`); both
+    give the decoders the same inputs. ``H`` and ``W`` must be multiples of 16 (every decoder then
+    lands exactly on the input size).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, backbone: ImageBackbone = "resnet34") -> None:
         super().__init__()
-        self.backbone = ResNet34()
+        if backbone not in IMAGE_BACKBONES:
+            raise ValueError(
+                f"unknown image backbone {backbone!r}; choose one of {', '.join(IMAGE_BACKBONES)}"
+            )
+        self.backbone: ResNet34 | SmallBackbone = ResNet34() if backbone == "resnet34" else SmallBackbone()
         # (doublings by transposed conv, final nearest factor) per stage, from §3:
         # D1 /2 → ×2; D2 /4 → ×4; D3 /8 → ConvT → /4 → ×4; D4 /16 → ConvT, ConvT → /4 → ×4.
         shapes = ((0, 2), (0, 4), (1, 4), (2, 4))

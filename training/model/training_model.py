@@ -6,7 +6,8 @@
   loop chooses it (`training.backend`: CUDA only, the CPU spconv build has no backward); both
   backends share one state dict, whose keys start with ``encoder3d.``,
   the prefix `seg3d.checkpoint` extracts for export;
-- ``encoder2d``: `ImageEncoder` (modes ``2dpass`` and ``2ddata``; None in ``3d``);
+- ``encoder2d``: `ImageEncoder` with the backbone ``config.image_encoder`` (modes ``2dpass`` and
+  ``2ddata``; None in ``3d``);
 - ``branch``: `MSFSKD` (``2dpass``) or `LocalObjectBranch` (``2ddata``); None in ``3d``.
 
 ``forward(batch)`` returns the weighted total loss, every unweighted term as a float for logging and
@@ -43,8 +44,8 @@ from seg3d.model.sparse_conv import Backend
 from seg3d.preprocess import EncoderInputs
 from training.data.batch import Batch
 from training.model.branch_inputs import build_branch_inputs
-from training.model.config import BranchConfig
-from training.model.image_encoder import ImageEncoder, load_torchvision_resnet34
+from training.model.config import BranchConfig, pretrained_backbone_problem
+from training.model.image_encoder import ImageEncoder, ResNet34, load_torchvision_resnet34
 from training.model.lob import LocalObjectBranch
 from training.model.losses import seg_loss
 from training.model.msfskd import MSFSKD
@@ -87,7 +88,7 @@ class TrainingModel(nn.Module):
     ) -> None:
         """Args:
         model_config: the 3D encoder (grid, widths, scales, classes).
-        config: mode, LOB knobs, loss weights, optional ImageNet weights of the 2D backbone.
+        config: mode, LOB knobs, loss weights, the 2D backbone and its optional ImageNet weights.
         class_weights: ``(classes,)`` weights of the final 3D head's cross-entropy (SemanticKITTI),
             or None for plain cross-entropy. Derived from the data, so kept out of the state dict.
         backend: the 3D encoder's sparse-conv backend (`training.backend.choose_backend`).
@@ -108,9 +109,13 @@ class TrainingModel(nn.Module):
         self.branch: MSFSKD | LocalObjectBranch | None = None
         if config.mode == "3d":
             return
-        self.encoder2d = ImageEncoder(enc.hidden)
+        self.encoder2d = ImageEncoder(enc.hidden, config.image_encoder)
         if config.image_pretrained is not None:
-            load_torchvision_resnet34(self.encoder2d.backbone, config.image_pretrained)
+            backbone = self.encoder2d.backbone
+            if not isinstance(backbone, ResNet34):
+                # The config refuses this pair, but a model_copy(update=...) skips its validation.
+                raise ValueError(pretrained_backbone_problem(config.image_encoder, config.image_pretrained))
+            load_torchvision_resnet34(backbone, config.image_pretrained)
         common = {
             "channels": enc.hidden,
             "num_scales": len(enc.scale_list),

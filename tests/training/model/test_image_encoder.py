@@ -1,4 +1,5 @@
-"""ResNet-34 + 2DPASS decoders: parameter counts, shapes, sampling, ImageNet state-dict loading."""
+"""ResNet-34 (or the small backbone) + 2DPASS decoders: parameter counts, shapes, sampling, ImageNet
+state-dict loading."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import pytest
 import torch
 
 from training.model.image_encoder import (
+    IMAGE_BACKBONES,
+    SMALL_BACKBONE_PARAMETERS,
     ImageEncoder,
     PretrainedWeightsError,
     ResNet34,
+    SmallBackbone,
     load_torchvision_resnet34,
 )
 
@@ -51,8 +55,9 @@ def test_four_full_resolution_maps() -> None:
     assert [tuple(s.shape[1:]) for s in stages] == [(64, 32, 48), (128, 16, 24), (256, 8, 12), (512, 4, 6)]
 
 
-def test_sampling_the_coarse_maps_equals_reading_the_full_maps() -> None:
-    encoder = ImageEncoder(8).eval()
+@pytest.mark.parametrize("backbone", IMAGE_BACKBONES)
+def test_sampling_the_coarse_maps_equals_reading_the_full_maps(backbone: str) -> None:
+    encoder = ImageEncoder(8, backbone).eval()  # type: ignore[arg-type]
     images = torch.randn(3, 3, 32, 48)
     view = torch.tensor([0, 2, 1, 2, 0])
     pixels = torch.tensor([[0, 0], [31, 47], [17, 5], [8, 33], [30, 1]])
@@ -66,6 +71,42 @@ def test_sampling_the_coarse_maps_equals_reading_the_full_maps() -> None:
 def test_image_size_must_be_a_multiple_of_16() -> None:
     with pytest.raises(ValueError, match="multiples of 16"):
         ImageEncoder(8)(torch.randn(1, 3, 40, 48))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        ImageEncoder(8, "small")(torch.randn(1, 3, 48, 40))
+
+
+def test_default_backbone_is_resnet34() -> None:
+    assert isinstance(ImageEncoder(8).backbone, ResNet34)
+    assert isinstance(ImageEncoder(8, "small").backbone, SmallBackbone)
+    with pytest.raises(ValueError, match="unknown image backbone 'resnet18'"):
+        ImageEncoder(8, "resnet18")  # type: ignore[arg-type]
+
+
+def test_small_backbone_is_a_drop_in_for_resnet34() -> None:
+    """Same input, same shapes everywhere the decoders and the branches look: the backbone stages,
+    the coarse maps with their factors, the full maps."""
+    torch.manual_seed(0)
+    big, small = ImageEncoder(8).eval(), ImageEncoder(8, "small").eval()
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(big.backbone(images), small.backbone(images), strict=True):
+            assert a.shape == b.shape
+        for a, b in zip(big.forward_coarse(images), small.forward_coarse(images), strict=True):
+            assert a.features.shape == b.features.shape and a.factor == b.factor
+        maps = small(images)
+    assert [tuple(m.shape) for m in maps] == [(2, 8, 64, 96)] * 4
+    assert all(torch.isfinite(m).all() for m in maps)
+    # the decoders are the ResNet-34 encoder's, layer for layer
+    assert [tuple(p.shape) for p in big.decoders.parameters()] == [
+        tuple(p.shape) for p in small.decoders.parameters()
+    ]
+
+
+def test_small_backbone_parameter_count() -> None:
+    small, resnet = _count(SmallBackbone()), _count(ResNet34())
+    assert small == SMALL_BACKBONE_PARAMETERS == 1_358_496
+    assert resnet >= 10 * small  # 15.7×
+    assert _count(ImageEncoder(256, "small")) == 1_358_496 + 5_149_248  # + the unchanged decoders
 
 
 def _torchvision_like_state(seed: int) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from seg3d.model import Encoder3D
 from training.data.batch import Batch
 from training.model import BranchConfig, TrainingModel, build_training_model, parameter_counts
 from training.model.branch_inputs import build_branch_inputs, image_scale_index
-from training.model.image_encoder import ResNet34
+from training.model.image_encoder import ResNet34, SmallBackbone
 
 from .samples import make_batch
 
@@ -198,9 +198,42 @@ def test_image_pretrained_initialises_the_backbone(tiny: ModelConfig, tmp_path: 
     assert torch.equal(model.encoder2d.backbone.layer2[1].conv2.weight, state["layer2.1.conv2.weight"])
 
 
+@pytest.mark.parametrize("mode", ["2dpass", "2ddata"])
+def test_the_small_image_encoder_trains_every_parameter(mode: str, tiny: ModelConfig, batch: Batch) -> None:
+    model = _model(mode, tiny, image_encoder="small")
+    assert model.encoder2d is not None and isinstance(model.encoder2d.backbone, SmallBackbone)
+    out = model(batch)
+    assert set(out.terms) == {"seg3d", "seg2d", "total"} | _scale_terms(4)
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.terms.values())
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+    assert _grad_norm(model.encoder2d.backbone.stem) > 0 and _grad_norm(model.encoder2d.decoders) > 0
+    assert _grad_norm(model.encoder3d) > 0
+    default = _model(mode, tiny)
+    assert default.encoder2d is not None and isinstance(default.encoder2d.backbone, ResNet34)
+    resnet, small = parameter_counts(default), parameter_counts(model)
+    assert resnet["encoder2d"] - small["encoder2d"] == 21_284_672 - 1_358_496  # backbones only differ
+    assert (small["encoder3d"], small["branch"]) == (resnet["encoder3d"], resnet["branch"])
+
+
+def test_image_pretrained_is_refused_for_the_small_encoder(tiny: ModelConfig, tmp_path: Path) -> None:
+    path = tmp_path / "resnet34.pth"
+    with pytest.raises(pydantic.ValidationError, match="torchvision resnet34 weights, which do not fit"):
+        BranchConfig(mode="2dpass", image_encoder="small", image_pretrained=path)
+    # model_copy(update=...) does not validate: the model refuses the pair itself
+    config = BranchConfig(mode="2dpass", image_pretrained=path).model_copy(update={"image_encoder": "small"})
+    with pytest.raises(ValueError, match="image_encoder 'small': drop image_pretrained"):
+        TrainingModel(tiny, config)
+
+
 def test_config_is_frozen_and_strict() -> None:
     config = BranchConfig()
     assert (config.mode, config.lob_dim, config.lob_tau, config.lovasz_weight) == ("2ddata", 128, 0.1, 1.0)
+    assert config.image_encoder == "resnet34"
+    with pytest.raises(pydantic.ValidationError):
+        BranchConfig(image_encoder="resnet18")  # type: ignore[arg-type]
     with pytest.raises(pydantic.ValidationError):
         BranchConfig(lob_width=3)  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
