@@ -1,5 +1,5 @@
-"""``python -m training.experiments`` on a generated dataset: three modes, one budget, one report;
-a second call reuses the finished runs instead of retraining."""
+"""``python -m training.experiments``: the arms, the report from given figures, and two arms × two seeds
+trained on the generated data set (a second call reuses the runs; a changed recipe is refused)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,83 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from training.config import TRAINING_CONFIG_DIR
-from training.experiments import MODES, main
+import training.experiments as experiments
+from training.config import TRAINING_CONFIG_DIR, load_train_config
+from training.evaluate import interest_groups
+from training.experiments import ARMS, Arm, RunResult, Setup, main, render_report
 
-pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
+
+def test_arms_set_the_branch_and_the_seed() -> None:
+    base = load_train_config("demo")
+    configs = {name: arm.config(base, name, seed=7) for name, arm in ARMS.items()}
+    assert all(c.loop.seed == 7 and c.name == f"demo_{n}" for n, c in configs.items())
+    assert {n: c.branch.mode for n, c in configs.items()} == {
+        "3d": "3d",
+        "3d_paired": "2dpass",
+        "2dpass": "2dpass",
+        "2dpass_noaux": "2dpass",
+        "2ddata": "2ddata",
+        "2ddata_noaux": "2ddata",
+        "2ddata_auxavg": "2ddata",
+        "2ddata_pointweights": "2ddata",
+    }
+    paired = configs["3d_paired"].branch
+    assert (paired.seg2d_weight, paired.fused_weight, paired.kl_weight, paired.aux3d_weight) == (0, 0, 0, 0)
+    assert configs["2ddata_noaux"].branch.aux3d_weight == 0 and configs["2ddata"].branch.aux3d_weight == 1
+    assert configs["2ddata_auxavg"].branch.aux3d_average and not configs["2ddata"].branch.aux3d_average
+    assert configs["2ddata_pointweights"].branch.lob_attention == "point_weights"
+    assert configs["2ddata"].branch.lob_attention == "box_token"
+    with pytest.raises(ValidationError, match="not BranchConfig fields"):
+        Arm(mode="2ddata", branch={"aux_weight": 0.0}, description="a typo")
 
 
-def test_three_modes_one_report(synthetic_nuscenes: Path, tmp_path: Path) -> None:
+def _crop(miou: float, iou: dict[str, float | None]) -> dict:
+    return {"miou": miou, "miou_interest": miou - 0.1, "miou_other": miou + 0.05, "iou": iou}
+
+
+def test_report_from_given_figures() -> None:
+    """Means, paired intervals and their verdicts as computed by hand; undefined IoUs and single seeds
+    are shown as such; contrasts whose arms did not run say so."""
+    base = load_train_config("demo")
+    groups = interest_groups(base)
+    classes = sorted(groups["interest"] + groups["other"])
+    mious = {"2dpass": [0.50, 0.52, 0.54], "2ddata": [0.55, 0.58, 0.59], "3d": [0.40]}
+    results = []
+    for arm, values in mious.items():
+        for seed, miou in enumerate(values):
+            iou: dict[str, float | None] = dict.fromkeys(classes, miou)
+            if arm == "2ddata" and seed == 1:
+                iou["barrier"] = None  # absent from val and never predicted in this run
+            results.append(RunResult(arm, seed, _crop(miou, iou), 1, 0.5, (0.5, 2.0)))
+    setup = Setup(
+        "python -m training.experiments …", {"cpu": "a CPU", "logical_cores": 2}, "data", None, (0, 1, 2), 1
+    )
+    params = {arm: {"encoder3d": 10, "encoder2d": 0, "branch": 0, "total": 10} for arm in mious}
+    text = render_report(setup, base, results, params)
+
+    # Summary: 2dpass 52.0 ± t(0.975; 2) · 0.02 / √3 = 4.97 points; 3d has one seed.
+    assert "| 2dpass | 3 | 52.0 ± 5.0 | 42.0 ± 5.0 | 57.0 ± 5.0 | 0.5 |" in text
+    assert "| 3d | 1 | 40.0 (1 seed) | 30.0 (1 seed) | 45.0 (1 seed) | 0.5 |" in text
+    # Comparison: per-seed differences 0.05, 0.06, 0.05: mean 5.33, s = 0.577, h = 1.43 points.
+    assert "| mIoU | +5.3 | +3.9 to +6.8 | 3 | yes: 2ddata higher |" in text
+    assert "the interval excludes 0, 2ddata scores higher than 2dpass" in text
+    assert "#### 2ddata − 3d_paired\n\n2DDATA against the 3D encoder alone" in text
+    assert "Not run: needs arm 3d_paired (see --arms)." in text and "## Ablations" in text
+    # Class analysis: barrier's 2ddata mean is over the two seeds that scored it: (0.55 + 0.59) / 2.
+    barrier = next(line for line in text.splitlines() if line.startswith("| barrier |"))
+    assert "57.0 ± " in barrier and "(2 of 3 seeds)" in barrier
+    assert "| car * |" in text and "| vegetation |" in text
+    assert "| clipped % |" in text and "| 2ddata | 10 | 0 | 0 | 1 | 0.5 | 1.25 | 50.0 |" in text
+
+
+def test_two_arms_two_seeds_then_reuse(
+    synthetic_nuscenes: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config = yaml.safe_load((TRAINING_CONFIG_DIR / "demo.yaml").read_text())
     config["data"]["nuscenes"].update(version="v1.0-mini", split="mini_train")
     config["data"].update(val_split="mini_val", num_workers=0)
@@ -25,22 +94,43 @@ def test_three_modes_one_report(synthetic_nuscenes: Path, tmp_path: Path) -> Non
     path.write_text(yaml.safe_dump(config))
     work, report = tmp_path / "work", tmp_path / "docs" / "experiments.md"
     args = ["--config", str(path), "--data-root", str(synthetic_nuscenes), "--work", str(work)]
-    assert main([*args, "--max-steps", "2", "--out", str(report)]) == 0
+    args += ["--arms", "3d_paired", "2ddata", "--seeds", "0", "1", "--out", str(report)]
+    assert main([*args, "--max-steps", "1"]) == 0
+
+    runs = [work / arm / f"seed-{seed}" for arm in ("3d_paired", "2ddata") for seed in (0, 1)]
+    for run in runs:
+        assert {"best.pt", "metrics.json", "recipe.json", "train_log.jsonl"} <= {
+            p.name for p in run.iterdir()
+        }
+        written = yaml.safe_load(run.with_suffix(".yaml").read_text())
+        assert written["loop"]["seed"] == int(run.name[-1])
+    assert yaml.safe_load((work / "3d_paired" / "seed-1.yaml").read_text())["branch"]["fused_weight"] == 0
 
     text = report.read_text()
-    for name in ("car", "pedestrian", "vegetation", "mIoU, interest classes"):
-        row = next(line for line in text.splitlines() if line.lstrip("| *").startswith(name))
-        assert len(re.findall(r"\d+\.\d|—", row)) == len(MODES), row
-    assert "| car * |" in text and "| vegetation |" in text  # interest classes are marked
-    params = {
-        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-        for line in text.splitlines()
-        if re.match(r"\| (3d|2dpass|2ddata) \|", line)
-    }
-    assert params["3d"][1] == "0" and params["2ddata"][1] != "0" and params["2dpass"][2] != "0"
-    assert params["3d"][0] == params["2dpass"][0] == params["2ddata"][0]  # one 3D encoder
-    assert all(p[3] == "2" for p in params.values())  # same budget
+    assert "--arms 3d_paired 2ddata --seeds 0 1 --max-steps 1" in text
+    for arm in ("3d_paired", "2ddata"):  # two seeds: a mean and an interval for every figure
+        row = next(line for line in text.splitlines() if line.startswith(f"| {arm} | 2 |"))
+        assert len(re.findall(r"\d+\.\d ± \d+\.\d", row)) == 3, row
+    lob = text.split("#### 2ddata − 3d_paired")[1]
+    assert re.search(
+        r"\| mIoU \| [+-]\d+\.\d \| [+-]\d+\.\d to [+-]\d+\.\d \| 2 \| (no|yes: 2ddata \w+) \|", lob
+    )
+    assert "| class | 3d_paired | 2ddata |" in text and "| car * |" in text
+    assert "Not run: needs arm 2dpass (see --arms)." in text
 
-    stamps = {m: (work / m / "best.pt").stat().st_mtime_ns for m in MODES}
-    assert main([*args, "--max-steps", "2", "--out", str(report)]) == 0
-    assert {m: (work / m / "best.pt").stat().st_mtime_ns for m in MODES} == stamps
+    # A second call reuses every run: nothing trains or evaluates, and the files are untouched.
+    stamps = {p: p.stat().st_mtime_ns for run in runs for p in (run / "best.pt", run / "metrics.json")}
+
+    def no_training(*_: object) -> None:
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(experiments, "train_and_evaluate", no_training)
+    report.unlink()
+    assert main([*args, "--max-steps", "1"]) == 0
+    assert report.read_text() == text
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # Another step budget is another recipe: refused up front, naming the field, nothing trained.
+    capsys.readouterr()
+    assert main([*args, "--max-steps", "2"]) == 2
+    assert "max_steps: recorded 1, asked 2" in capsys.readouterr().err

@@ -15,6 +15,11 @@ Each keyframe is simulated in `keyframe`, in parallel (`generator`); tables are 
 map masks in `maps`. `checks` measures a dataset through the devkit (box purity, sweeps) for the tests
 and ``bench/synthetic.py``.
 
+``camera_cues=True`` (``--camera-cues``, off by default) makes a setting where the camera carries what
+the LiDAR lacks: truck / construction vehicle and bicycle / motorcycle alike in the LiDAR and told apart
+only by their colours in the images, and distant small objects with few returns but many pixels
+(`world`'s docstring has the details).
+
 Command line: ``python -m training.data.synthetic --out DIR`` (``--help`` for the options).
 """
 

@@ -72,12 +72,17 @@ class GenerationReport:
 
 
 def plan_worlds(
-    seed: int, version: str, scenes: int, samples_per_scene: int
+    seed: int, version: str, scenes: int, samples_per_scene: int, camera_cues: bool = False
 ) -> list[tuple[ScenePlan, World]]:
     """The scenes `generate` makes for these arguments, with their worlds (cheap: no sensor is run)."""
     plans = plan_scenes(seed, version, scenes, samples_per_scene)
     return [
-        (plan, build_world(scene_rng(seed, plan.index, 0, 1), plan.path_x, plan.location.left_hand_traffic))
+        (
+            plan,
+            build_world(
+                scene_rng(seed, plan.index, 0, 1), plan.path_x, plan.location.left_hand_traffic, camera_cues
+            ),
+        )
         for plan in plans
     ]
 
@@ -89,10 +94,12 @@ def recipe(
     seed: int,
     render_scale: float,
     lidar: str = "hdl32e",
+    camera_cues: bool = False,
 ) -> dict[str, object]:
     """The arguments that fix a generated data set's bytes (the worker count does not), as
-    ``synthetic.json`` records them."""
-    return {
+    ``synthetic.json`` records them. ``camera_cues`` is recorded only when on, so that the data sets
+    made without it (the bundled model's among them) keep the recipe they were recorded with."""
+    made: dict[str, object] = {
         "generator": "training.data.synthetic",
         "version": version,
         "scenes": scenes,
@@ -101,6 +108,9 @@ def recipe(
         "render_scale": render_scale,
         "lidar": lidar,
     }
+    if camera_cues:
+        made["camera_cues"] = True
+    return made
 
 
 def scene_lidar(lidar: str, scene: int) -> str:
@@ -154,6 +164,7 @@ def generate(
     progress: bool = False,
     render_scale: float = 0.5,
     lidar: str = "hdl32e",
+    camera_cues: bool = False,
 ) -> GenerationReport:
     """Write a procedural nuScenes-lidarseg dataset at ``out`` that ``NuScenes(version, out)`` loads.
 
@@ -171,6 +182,11 @@ def generate(
         render_scale: camera ray-casting resolution relative to 1600×900 (images are resized to it).
         lidar: the LIDAR_TOP sensor: ``hdl32e`` (nuScenes' own, the default), ``hdl64e`` (KITTI's,
             `sensors.HDL64E`) or ``mixed`` (alternating by scene, `scene_lidar`).
+        camera_cues: a setting where the camera carries what the LiDAR lacks (`world`'s docstring):
+            truck / construction vehicle and bicycle / motorcycle alike in the LiDAR (one size
+            distribution and reflectivity per pair) and told apart only by their colours in the
+            images, plus distant small pedestrians and cycles with few returns and many pixels.
+            Off by default; recorded in ``synthetic.json`` when on.
 
     Raises:
         GenerationError: bad arguments, or ``out`` in the way.
@@ -179,7 +195,7 @@ def generate(
 
     start = time.perf_counter()
     out = Path(out)
-    scene_list = plan_worlds(seed, version, scenes, samples_per_scene)
+    scene_list = plan_worlds(seed, version, scenes, samples_per_scene, camera_cues)
     plans = [plan for plan, _ in scene_list]
     worlds = [world for _, world in scene_list]
     if not 0.1 <= render_scale <= 1.0:
@@ -218,7 +234,7 @@ def generate(
         tables = build_tables(seed, version, plans, worlds, results)
         write_tables(staging, version, tables)
         write_map_masks(staging, seed, plans, worlds)
-        made = recipe(version, scenes, samples_per_scene, seed, render_scale, lidar)
+        made = recipe(version, scenes, samples_per_scene, seed, render_scale, lidar, camera_cues)
         (staging / RECIPE_FILE).write_text(json.dumps(made, indent=2) + "\n")
         _publish(staging, out, overwrite)
     except BaseException:

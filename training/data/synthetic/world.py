@@ -24,6 +24,25 @@ per-class mean box sizes of nuScenes trainval (the figures detectors use as nuSc
 child's is our estimate, nuScenes detection merges it into pedestrian), as ``size = (width, length,
 height)`` with the length along the box's own x axis (nuScenes convention, see
 `training.data.nuscenes_geometry.box_corners`). Objects are static in the scene frame.
+
+Camera cues (``build_world(camera_cues=True)``, off by default; the generator's ``--camera-cues``) make
+a street where the camera carries what the LiDAR lacks, the premise of 2DPASS / 2DDATA's image branch:
+
+- *look-alike pairs* (`LOOKALIKES`): truck and construction vehicle, bicycle and motorcycle. The two
+  classes of a pair share one geometry in the LiDAR: one box solid each (as before), the same size
+  distribution (the mean of their nuScenes mean sizes, the larger spread of each dimension) and the
+  same reflectivity (the mean of theirs); they stand in the same zones with the same odds (wherever
+  the street gets one of the two, it is either with even odds). Only the camera tells them apart: each
+  class has its own colours (`CUE_PALETTES`: blue-cabbed trucks with light cargo boxes against yellow
+  construction vehicles with dark tracks, green bicycles against red motorcycles with a black seat),
+  over the painted patterns of their styles that already differ;
+- *distant small objects* (`_Builder.distant`): 3 to 6 more pedestrians crossing, and bicycles and
+  motorcycles riding, the oncoming lane 35-70 m beyond the ends of the drive, where nothing parks
+  between them and the sensors: a few LiDAR returns each (the HDL-32E's rings are 1 m apart at 45 m;
+  1-3 points in the median box) but hundreds of pixels in CAM_FRONT or CAM_BACK (a 400-700 px box).
+
+The option draws from the same random stream, so its worlds differ from the default ones; with it
+off, the draws, and so the data sets, are those of before.
 """
 
 from __future__ import annotations
@@ -38,6 +57,8 @@ from seg3d.classes import NUSCENES_RAW_CLASSES
 
 __all__ = [
     "CATEGORIES",
+    "CUE_PALETTES",
+    "LOOKALIKES",
     "SHELL",
     "CategorySpec",
     "Ground",
@@ -48,6 +69,7 @@ __all__ = [
     "World",
     "WorldObject",
     "build_world",
+    "category_specs",
     "facade_windows",
     "ground_sample",
     "raw_index",
@@ -149,6 +171,44 @@ CATEGORIES: dict[str, CategorySpec] = {
                      None, ((210, 30, 30), (235, 120, 20))),
     )
 }  # fmt: skip
+
+#: Pairs of box classes that `build_world` makes alike in the LiDAR with ``camera_cues`` (see the module
+#: docstring): their objects are one box solid each with the same size distribution and reflectivity.
+LOOKALIKES: tuple[tuple[str, str], ...] = (
+    ("vehicle.truck", "vehicle.construction"),
+    ("vehicle.bicycle", "vehicle.motorcycle"),
+)
+#: Base colours of the look-alikes with ``camera_cues``: one hue per class, none shared within a pair
+#: (the truck's colour is its cab's; its cargo box stays light, `render`).
+CUE_PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "vehicle.truck": ((40, 90, 170), (30, 70, 150), (60, 110, 190)),
+    "vehicle.construction": ((240, 180, 20), (245, 200, 30)),
+    "vehicle.bicycle": ((40, 150, 70), (60, 170, 60)),
+    "vehicle.motorcycle": ((190, 30, 30), (170, 25, 35)),
+}
+
+
+def category_specs(camera_cues: bool = False) -> dict[str, CategorySpec]:
+    """The object classes `build_world` places: `CATEGORIES`, and with ``camera_cues`` the look-alike
+    pairs (`LOOKALIKES`) given one size distribution and reflectivity per pair and their `CUE_PALETTES`."""
+    if not camera_cues:
+        return CATEGORIES
+    specs = dict(CATEGORIES)
+    for pair in LOOKALIKES:
+        a, b = (CATEGORIES[name] for name in pair)
+        size = tuple(round((x + y) / 2, 3) for x, y in zip(a.size, b.size, strict=True))
+        spread = tuple(max(x, y) for x, y in zip(a.spread, b.spread, strict=True))
+        reflectivity = (a.reflectivity + b.reflectivity) / 2
+        for name in pair:
+            specs[name] = replace(
+                CATEGORIES[name],
+                size=size,
+                spread=spread,
+                reflectivity=reflectivity,
+                palette=CUE_PALETTES[name],
+            )
+    return specs
+
 
 #: Attributes of the solids of the scenery.
 _BUILDING_COLOURS = ((205, 185, 150), (170, 90, 70), (150, 150, 150), (225, 220, 205), (120, 130, 140),
@@ -386,9 +446,18 @@ class _Footprints:
 class _Builder:
     """Places scenery and objects in the right-hand-traffic frame; `build` mirrors it for left-hand."""
 
-    def __init__(self, rng: np.random.Generator, layout: RoadLayout, path_x: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        layout: RoadLayout,
+        path_x: tuple[float, float],
+        camera_cues: bool = False,
+    ) -> None:
         self.rng = rng
         self.layout = layout
+        self.specs = category_specs(camera_cues)
+        # Look-alike class → its pair, with camera cues only (`twin`).
+        self.pairs = {name: pair for pair in LOOKALIKES for name in pair} if camera_cues else {}
         self.solids = _SolidList()
         self.objects: list[WorldObject] = []
         self.taken = _Footprints()
@@ -400,8 +469,19 @@ class _Builder:
 
     # Objects ---------------------------------------------------------------------------------------
 
-    def place(self, category: str, x: float, y: float, yaw: float, gap: float = 0.3) -> bool:
-        spec = CATEGORIES[category]
+    def twin(self, category: str) -> str:
+        """With camera cues, either class of a look-alike pair with even odds (so the two stand in the
+        same places as often, and where an object stands tells nothing of which it is); else ``category``."""
+        pair = self.pairs.get(category)
+        return category if pair is None else pair[int(self.rng.integers(2))]
+
+    def place(
+        self, category: str, x: float, y: float, yaw: float, gap: float = 0.3, exact: bool = False
+    ) -> bool:
+        """Place an object of ``category`` (or its `twin`, unless ``exact``) if its footprint is free."""
+        if not exact:
+            category = self.twin(category)
+        spec = self.specs[category]
         width, length, height = (
             max(m + s * float(self.rng.standard_normal()), 0.6 * m)
             for m, s in zip(spec.size, spec.spread, strict=True)
@@ -489,12 +569,13 @@ class _Builder:
         x_range: tuple[float, float],
         open_view: bool = False,
         attempts: int = 20,
+        exact: bool = False,
     ) -> int:
         """Place up to ``count`` objects at random spots of ``zone``; returns how many fit.
 
         ``open_view``: keep free the stretch of parking lane through which the ego, anywhere on its
         drive, sees the object (for objects in a parking lane: 6 m of it before and after), so that
-        parked vehicles do not hide it.
+        parked vehicles do not hide it. ``exact``: no `twin` swap.
         """
         placed = 0
         for _ in range(count * attempts):
@@ -503,10 +584,10 @@ class _Builder:
             x, y, yaw = self.spot(zone, x_range)
             if category == "movable_object.barrier":
                 yaw = np.pi / 2 + self.rng.normal(0, 0.05)  # long side (the box width) along the road
-            view = self.view_corridor(x, y, CATEGORIES[category].size[1] / 2, zone == "parking")
+            view = self.view_corridor(x, y, self.specs[category].size[1] / 2, zone == "parking")
             if open_view and not self.taken.free(view, 0.0, of_clear=False):
                 continue
-            if self.place(category, x, y, float(yaw)):
+            if self.place(category, x, y, float(yaw), exact=exact):
                 placed += 1
                 if open_view:
                     self.taken.keep_clear(view)
@@ -579,12 +660,34 @@ class _Builder:
             x = x_range[0] + float(rng.uniform(0, 6))
             while x < x_range[1]:
                 kind = kinds[int(rng.choice(len(kinds), p=weights))]
-                length = CATEGORIES[kind].size[1]
+                length = self.specs[kind].size[1]
                 if rng.random() < 0.6:  # else an empty bay
                     y = side * (lay.median_half_width + lay.lane_width + lay.parking_width / 2)
                     yaw = (0.0 if side < 0 else np.pi) + rng.normal(0, 0.03)
                     self.place(kind, x + length / 2, y + rng.normal(0, 0.1), float(yaw))
                 x += length + float(rng.uniform(0.8, 7.0))
+
+    def distant(self, count: int) -> None:
+        """Up to ``count`` small interest objects (`_DISTANT`) 35-70 m beyond either end of the drive
+        (camera cues): cyclists riding the oncoming lane, pedestrians crossing it. There, and not on
+        the sidewalks, nothing parks between them and the sensors; the 15 m of the lane before each
+        (towards the drive) are kept clear of oncoming cars, which would hide it."""
+        lay, rng = self.layout, self.rng
+        x0, x1 = self.path_x
+        for _ in range(count):
+            category = _DISTANT[int(rng.integers(len(_DISTANT)))]
+            crossing = CATEGORIES[category].style == Style.PEDESTRIAN
+            for _ in range(20):
+                ahead = rng.random() < 0.5
+                x = float(rng.uniform(x1 + 35.0, x1 + 70.0) if ahead else rng.uniform(x0 - 70.0, x0 - 35.0))
+                y = lay.median_half_width + float(rng.uniform(0.6, lay.lane_width - 0.6))
+                heading = float(rng.choice([np.pi / 2, -np.pi / 2])) if crossing else np.pi
+                if self.place(category, x, y, heading + float(rng.normal(0, 0.1))):
+                    before = (x - 15.0, x) if ahead else (x, x + 15.0)
+                    self.taken.keep_clear(
+                        (*before, lay.median_half_width, lay.median_half_width + lay.lane_width)
+                    )
+                    break
 
     # Scenery ---------------------------------------------------------------------------------------
 
@@ -792,26 +895,32 @@ _ZONES = {
 #: open view of the road.
 _IN_VIEW = ("vehicle.car", "vehicle.truck", "human.pedestrian.adult", "human.pedestrian.child",
             "vehicle.bicycle", "vehicle.motorcycle")  # fmt: skip
+#: The small interest classes `_Builder.distant` places far along the street (camera cues).
+_DISTANT = ("human.pedestrian.adult", "human.pedestrian.child", "vehicle.bicycle", "vehicle.motorcycle")
 
 
-def build_world(rng: np.random.Generator, path_x: tuple[float, float], left_hand_traffic: bool) -> World:
+def build_world(
+    rng: np.random.Generator, path_x: tuple[float, float], left_hand_traffic: bool, camera_cues: bool = False
+) -> World:
     """A random street around an ego drive from ``path_x[0]`` to ``path_x[1]`` along the scene x axis.
 
     Objects crowd the 70 m before and after the drive, where the LiDAR (80 m) sees them; every
     annotated category occurs within 50 m of the drive at least once, so that every scene has all 16
     training classes and close, fully visible examples of each; scenery spans 130 m each way so that
-    the cameras see a street up to their haze.
+    the cameras see a street up to their haze. ``camera_cues``: look-alike pairs and distant small
+    objects (the module docstring).
     """
     x0, x1 = path_x
     near, people, reach = (x0 - 30.0, x1 + 30.0), (x0 - 50.0, x1 + 50.0), (x0 - 130.0, x1 + 130.0)
-    builder = _Builder(rng, _layout(rng, left_hand_traffic, reach, near), path_x)
+    builder = _Builder(rng, _layout(rng, left_hand_traffic, reach, near), path_x, camera_cues)
     builder.kerbside((reach[0] - 20.0, reach[1] + 20.0))
     builder.buildings(reach)
     builder.street_furniture(reach)
     # A lead vehicle ahead of the drive and a follower behind it, in the ego lane.
     lane_y = -(builder.layout.median_half_width + builder.layout.lane_width / 2)
     lead = ("vehicle.car", "vehicle.truck", "vehicle.bus.rigid")[int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
-    builder.place(lead, x1 + 9.0 + CATEGORIES[lead].size[1] / 2 + float(rng.uniform(0, 8)), lane_y, 0.0)
+    lead_x = x1 + 9.0 + builder.specs[lead].size[1] / 2 + float(rng.uniform(0, 8))
+    builder.place(lead, lead_x, lane_y, 0.0)
     builder.place("vehicle.car", x0 - 18.0 - float(rng.uniform(0, 10)), lane_y, 0.0)
     for x in builder.layout.crossings:
         builder.crossing(x)
@@ -824,11 +933,14 @@ def build_world(rng: np.random.Generator, path_x: tuple[float, float], left_hand
              "vehicle.motorcycle": (0, 3)}  # fmt: skip
     for category, (low, high) in crowd.items():
         builder.scatter(category, _ZONES[category], int(rng.integers(low, high)), people, open_view=True)
+    if camera_cues:
+        builder.distant(int(rng.integers(3, 7)))
     builder.scatter("vehicle.car", "oncoming", int(rng.integers(1, 4)), (x0 - 40, x1 + 40))
     for category, zone in _ZONES.items():  # whatever did not fit in a crowded street, anywhere near
         for fallback in (zone, "parking", "sidewalk"):
             if not any(o.category == category and abs(o.center[0]) < 50 for o in builder.objects):
-                builder.scatter(category, fallback, 1, people, attempts=200)
+                # exact: a look-alike's last chance must not turn into its twin
+                builder.scatter(category, fallback, 1, people, attempts=200, exact=True)
     builder.traffic((x0 - 70, x1 + 70))
     azimuth, elevation = rng.uniform(-np.pi, np.pi), rng.uniform(np.radians(25), np.radians(60))
     sun = (
