@@ -89,7 +89,7 @@ from serve.errors import ServiceError
 from serve.model import LoadedModel, ModelLoadError, load_model
 from serve.settings import DEFAULT_MODEL_DIR, BackendChoice, ServeSettings
 
-__all__ = ["DEFAULT_OUT", "ScanJob", "main", "output_stem", "plan_outputs"]
+__all__ = ["DEFAULT_OUT", "ScanJob", "add_reader_options", "main", "output_stem", "plan_outputs"]
 
 DEFAULT_OUT = Path("runs/segment")
 EXIT_SOME_FAILED = 1
@@ -182,6 +182,23 @@ def _backend_choices() -> tuple[str, ...]:
     return tuple(get_args(BackendChoice))
 
 
+def add_reader_options(parser: argparse.ArgumentParser) -> None:
+    """The point reader's options of ``POST /segment`` as flags (``--intensity-max``,
+    ``--no-intensity``), shared by the commands that read point files."""
+    parser.add_argument(
+        "--intensity-max",
+        type=float,
+        metavar="X",
+        help="the maximum of the files' intensity scale (default: the format's: nuscenes 255, kitti 1; "
+        "PCD/PLY by the reader's rule for the field), as POST /segment's intensity_max",
+    )
+    parser.add_argument(
+        "--no-intensity",
+        action="store_true",
+        help="PCD/PLY: accept files without an intensity field (the model then reads intensity 0)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serve.segment",
@@ -202,18 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the layout of every SCAN (default: from each file's name: .pcd.bin nuscenes, other .bin "
         "kitti, .pcd, .ply)",
     )
-    parser.add_argument(
-        "--intensity-max",
-        type=float,
-        metavar="X",
-        help="the maximum of the files' intensity scale (default: the format's: nuscenes 255, kitti 1; "
-        "PCD/PLY by the reader's rule for the field), as POST /segment's intensity_max",
-    )
-    parser.add_argument(
-        "--no-intensity",
-        action="store_true",
-        help="PCD/PLY: accept files without an intensity field (the model then reads intensity 0)",
-    )
+    add_reader_options(parser)
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
     )

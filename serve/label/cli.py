@@ -76,6 +76,7 @@ from serve.label.sources import FileSource, LayoutError, NuScenesSource, Semanti
 from serve.label.tasks import Outcome, Task, TaskResult
 from serve.label.worker import WorkerOptions
 from serve.model import ModelLoadError
+from serve.segment import add_reader_options
 from serve.settings import DEFAULT_MODEL_DIR, BackendChoice
 
 __all__ = ["main"]
@@ -132,18 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="--files: the files' point format (default: from each file's name)",
     )
-    parser.add_argument(
-        "--intensity-max",
-        type=float,
-        metavar="X",
-        help="the maximum of the files' intensity scale (default: the format's: nuscenes 255, kitti 1; "
-        "PCD/PLY by the reader's rule for the field), as POST /segment's intensity_max",
-    )
-    parser.add_argument(
-        "--no-intensity",
-        action="store_true",
-        help="PCD/PLY: accept files without an intensity field (the model then reads intensity 0)",
-    )
+    add_reader_options(parser)
     parser.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="where to run (default local)"
     )
