@@ -167,3 +167,16 @@ def test_outputs_without_a_recipe_are_refused(
     assert f"{work / 'demo-data'}: no recorded recipe" in error
     assert f"{work / 'demo-train'}: no recorded recipe" in error
     assert commands == [] and (work / "demo-train" / "best.pt").read_bytes() == b"40 steps"
+
+
+def test_the_bundled_card_states_its_targets_from_its_own_metrics() -> None:
+    from training.demo import TARGETS, _targets
+
+    demo = Path(__file__).resolve().parents[2] / "models" / "demo"
+    metrics = json.loads((demo / "metrics.json").read_text())
+    section = _targets(metrics)
+    assert section in (demo / "MODEL_CARD.md").read_text()  # regenerated, not hand-written
+    miou = 100 * metrics["real_scans"]["semantickitti"]["miou"]
+    row = next(line for line in section.splitlines() if line.startswith("| SemanticKITTI mIoU"))
+    assert f"≥ {TARGETS['miou']:g} %" in row and f"{miou:.1f} %" in row
+    assert row.endswith("| yes |") == (miou >= TARGETS["miou"])
