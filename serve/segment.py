@@ -89,7 +89,7 @@ from serve.errors import ServiceError
 from serve.model import LoadedModel, ModelLoadError, load_model
 from serve.settings import DEFAULT_MODEL_DIR, BackendChoice, ServeSettings
 
-__all__ = ["DEFAULT_OUT", "ScanJob", "add_reader_options", "main", "output_stem", "plan_outputs"]
+__all__ = ["DEFAULT_OUT", "ScanJob", "add_reader_options", "format_of", "main", "output_stem", "plan_outputs"]
 
 DEFAULT_OUT = Path("runs/segment")
 EXIT_SOME_FAILED = 1
@@ -168,7 +168,8 @@ def plan_outputs(jobs: Sequence[ScanJob], out: Path) -> None:
             seen[key] = job.path
 
 
-def _format_of(path: Path, given: PointFormat | None) -> tuple[PointFormat | None, str | None]:
+def format_of(path: Path, given: PointFormat | None) -> tuple[PointFormat | None, str | None]:
+    """A point file's format: ``given``, else the one its name implies; or None and why not."""
     if given is not None:
         return given, None
     fmt = PointFormat.for_path(path)
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every scan, its format and its outputs, before any work.
     jobs: dict[Path, ScanJob] = {}
     for path in args.scans:
-        fmt, problem = _format_of(path, args.format)
+        fmt, problem = format_of(path, args.format)
         if problem is None and not path.is_file():
             problem = f"no such file: {path}" if not path.exists() else f"not a file: {path}"
         jobs.setdefault(path.resolve(), ScanJob(path, fmt, problem=problem))

@@ -17,11 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from seg3d.io import write_atomic
-from seg3d.points import PointFormat, PointsError, read_points
+from seg3d.points import PointsError, read_points
 from serve.errors import ServiceError
 from serve.label.outputs import LabelEncoding
 from serve.label.tasks import Outcome, Task, TaskResult
 from serve.model import LoadedModel, load_model
+from serve.segment import format_of
 from serve.settings import BackendChoice, ServeSettings
 
 __all__ = ["Labeller", "WorkerOptions"]
@@ -60,11 +61,9 @@ class Labeller:
 
     def _read(self, task: Task) -> npt.NDArray[np.float32]:
         """``(N, 4)`` points in the model's intensity scale."""
-        if not task.fmt:
-            known = ", ".join(f.value for f in PointFormat)
-            raise PointsError(
-                "unknown_format", f"cannot tell the point format from the name: give --format ({known})"
-            )
+        if not task.fmt:  # the source found none in the file's name, and no --format was given
+            _, problem = format_of(Path(task.source), None)
+            raise PointsError("unknown_format", problem or f"{task.source}: no point format")
         return read_points(
             task.source,
             task.fmt,
@@ -74,7 +73,7 @@ class Labeller:
             allow_missing_intensity=self.options.allow_missing_intensity,
         )
 
-    def _existing(self, task: Task, output: Path, points: int) -> str | None:
+    def _existing(self, output: Path, points: int) -> str | None:
         """None when ``output`` holds this task's complete labels (``--resume`` keeps it), else why not."""
         if not output.is_file():
             return "absent"
@@ -87,7 +86,7 @@ class Labeller:
         try:
             points = self._read(task)
             if self.options.resume:
-                why = self._existing(task, output, points.shape[0])
+                why = self._existing(output, points.shape[0])
                 if why is None:
                     return TaskResult(task.key, task.source, Outcome.SKIPPED, points.shape[0])
                 redo = "" if why == "absent" else f"the earlier output was redone: {why}"
