@@ -7,11 +7,14 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_writer", "file_sha256", "write_atomic"]
+__all__ = ["atomic_writer", "file_sha256", "remove_stale_temporaries", "write_atomic"]
+
+
+_TMP_SUFFIX = ".tmp"  # `atomic_writer` writes ``.NAME.<random>.tmp`` beside ``NAME``
 
 
 @contextlib.contextmanager
@@ -23,7 +26,7 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     never leaves a half-written artifact.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -34,6 +37,15 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | Path, targets: Collection[str] | None = None) -> None:
+    """Remove what writes cut by a kill left in ``folder``: `atomic_writer`'s unfinished copies
+    (never a complete file), of every target or only of the file names in ``targets``."""
+    for stale in Path(folder).glob(f".*{_TMP_SUFFIX}"):
+        target = stale.name[1:].rsplit(".", 2)[0]  # .NAME.<random>.tmp -> NAME
+        if targets is None or target in targets:
+            stale.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:

@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seg3d.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from seg3d.io import write_atomic
+from seg3d.io import remove_stale_temporaries, write_atomic
 from seg3d.preprocess.device import move_to
 from training.backend import BackendChoice, TrainBackend, choose_backend, needs_grad_scaler
 from training.config import TrainConfig
@@ -440,8 +440,7 @@ def _prepare_out(out: Path, config: TrainConfig, resume: bool, step: int) -> Non
     first checkpoint)."""
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", config.to_yaml())
-    for stale in out.glob(".*.tmp"):  # a write cut by a kill; the complete file beside it is kept
-        stale.unlink()
+    remove_stale_temporaries(out)  # writes cut by a kill; the complete files beside them are kept
     log_path = out / "train_log.jsonl"
     if not resume and log_path.exists():  # the lines of a run cut before its first checkpoint
         write_atomic(log_path, "")

@@ -66,7 +66,7 @@ from typing import get_args
 
 from tqdm import tqdm
 
-from seg3d.io import file_sha256, write_atomic
+from seg3d.io import file_sha256, remove_stale_temporaries, write_atomic
 from seg3d.manifest import ManifestError, load_manifest
 from seg3d.overlay import DevkitMissingError
 from seg3d.points import PointFormat
@@ -218,10 +218,7 @@ def _remove_stale_temporaries(out: Path, tasks: Sequence[Task]) -> None:
         output = out / task.output
         names.setdefault(output.parent, set()).add(output.name)
     for folder, outputs in names.items():
-        if folder.is_dir():
-            for stale in folder.glob(".*.tmp"):
-                if stale.name[1:].rsplit(".", 2)[0] in outputs:
-                    stale.unlink(missing_ok=True)
+        remove_stale_temporaries(folder, outputs)
 
 
 def _results(args: argparse.Namespace, tasks: list[Task], options: WorkerOptions) -> Iterator[TaskResult]:
