@@ -16,11 +16,12 @@ asked for is refused rather than reused. The report states what came out, whatev
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -164,13 +165,26 @@ CONTRASTS: tuple[Contrast, ...] = (
 #: The contrast sections that stand alone, with their headings; the others are ablations.
 TOP_LEVEL = {"Comparison": "Comparison: 2DDATA against 2DPASS", "Baselines": "Baselines"}
 
+#: The goal the issue set: each arm's interest mIoU at least the next one's, intervals apart.
+GOAL_ORDER = ("2ddata", "2dpass", "3d_paired")
+
+#: The training log's prefix of the per-term gradient norms into the 3D encoder.
+GRAD3D = "grad3d/"
+
+#: The loss-term kinds of the gradient table, in column order (a multi-scale kind sums its scales).
+TERM_KINDS = ("seg3d", "aux3d", "fused", "kl", "seg2d")
+
 #: The summary figures of an evaluation's ``crop`` section, with their report labels.
 FIGURES = (("miou", "mIoU"), ("miou_interest", "interest mIoU (*)"), ("miou_other", "other mIoU"))
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """One finished run: its evaluation's ``crop`` figures and its training log's budget."""
+    """One finished run: its evaluation's ``crop`` figures and its training log's budget.
+
+    ``term_norms`` holds, per loss term (``seg3d``, ``aux3d/0`` ...), the norms of its weighted
+    gradient into the 3D encoder on the steps that measured them (``loop.term_grad_norms_every``);
+    empty when the run measured none."""
 
     arm: str
     seed: int
@@ -178,6 +192,7 @@ class RunResult:
     steps: int
     train_minutes: float
     grad_norms: tuple[float, ...]
+    term_norms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         base = load_train_config(args.config)
         if base.data.dataset != "nuscenes":
             raise ValueError("the experiments need a nuScenes config (the interest classes are nuScenes')")
+        if args.max_steps is None:
+            if base.loop.max_steps is None:
+                raise ValueError(f"config {base.name} sets no loop.max_steps: give --max-steps")
+            args.max_steps = base.loop.max_steps
         configs = {(arm, seed): ARMS[arm].config(base, arm, seed) for arm in arms for seed in seeds}
     except (FileNotFoundError, ValueError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -255,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 steps=log[-1]["step"],
                 train_minutes=log[-1]["train_s"] / 60,
                 grad_norms=tuple(row["grad_norm"] for row in log),
+                term_norms=_term_norms(log),
             )
         )
     params = {
@@ -288,7 +308,10 @@ def _parser() -> argparse.ArgumentParser:
         "steps, seed, data; the message names the fields).",
     )
     parser.add_argument(
-        "--config", default="demo", help="training config the arms vary (bundled name or YAML; default demo)"
+        "--config",
+        default="experiments",
+        help="training config the arms vary (bundled name or YAML; default experiments: the demo's 3D "
+        "encoder, image_encoder small, for data made with the generator's --camera-cues)",
     )
     parser.add_argument("--data-root", required=True, type=Path, help="nuScenes-layout data (e.g. synthetic)")
     parser.add_argument(
@@ -302,10 +325,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seeds, each a run per arm with loop.seed = N (default 0 1 2)",
     )
-    parser.add_argument("--max-steps", type=int, default=600, help="optimiser steps per run (default 600)")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="optimiser steps per run (default: the config's loop.max_steps)",
+    )
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="run folders: WORK/ARM/seed-N")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report path")
     return parser
+
+
+def _term_norms(log: list[dict[str, Any]]) -> dict[str, tuple[float, ...]]:
+    """Per loss term, its ``grad3d/<term>`` values in the training log, in step order."""
+    norms: dict[str, list[float]] = {}
+    for row in log:
+        for key, value in row.items():
+            if key.startswith(GRAD3D):
+                norms.setdefault(key.removeprefix(GRAD3D), []).append(float(value))
+    return {term: tuple(values) for term, values in norms.items()}
 
 
 def _run_dir(work: Path, arm: str, seed: int) -> Path:
@@ -344,8 +382,10 @@ def render_report(
     sections = [
         _setup_section(setup, base, arms),
         _summary_section(arms, by_arm),
+        _goal_section(by_arm),
         *_contrast_sections(by_arm),
         _class_section(arms, by_arm, classes, set(groups["interest"])),
+        _gradient_section(arms, by_arm),
         _budget_section(base, arms, by_arm, params),
         _runs_section(arms, by_arm),
     ]
@@ -361,7 +401,9 @@ def _setup_section(setup: Setup, base: TrainConfig, arms: list[str]) -> str:
         r = setup.data_recipe
         data += (
             f" (generated by {r.get('generator')}: {r.get('version')}, {r.get('scenes')} scenes × "
-            f"{r.get('samples_per_scene')} keyframes, generator seed {r.get('seed')}, LiDAR {r.get('lidar')})"
+            f"{r.get('samples_per_scene')} keyframes, generator seed {r.get('seed')}, LiDAR {r.get('lidar')}"
+            + (", `--camera-cues`" if r.get("camera_cues") else "")
+            + ")"
         )
     loop = base.loop
     branch = ", ".join(
@@ -415,6 +457,43 @@ def _summary_section(arms: list[str], by_arm: dict[str, dict[int, RunResult]]) -
         + "---:|" * (len(FIGURES) + 1)
         + "\n"
         + "\n".join(rows)
+    )
+
+
+def _goal_section(by_arm: dict[str, dict[int, RunResult]]) -> str:
+    """The issue's goal, checked on the interest mIoU: 2ddata ≥ 2dpass ≥ 3d_paired, each arm's 95 %
+    interval wholly above the next one's; the paired differences beside it."""
+    title = "## Goal: " + " ≥ ".join(GOAL_ORDER) + " on the interest classes, intervals apart"
+    missing = [arm for arm in GOAL_ORDER if arm not in by_arm]
+    if missing:
+        return f"{title}\n\nNot checked: needs arm{'s' if len(missing) > 1 else ''} {', '.join(missing)}."
+    arms = {arm: estimate(r.crop.get("miou_interest") for r in by_arm[arm].values()) for arm in GOAL_ORDER}
+    rows, failures = [], []
+    for upper, lower in itertools.pairwise(GOAL_ORDER):
+        a, b = arms[upper], arms[lower]
+        apart = a.low is not None and b.high is not None and a.low > b.high
+        holds = a.mean >= b.mean and apart
+        if not holds:
+            order = "mean lower" if a.mean < b.mean else "intervals overlap" if not apart else ""
+            failures.append(f"{upper} ≥ {lower} ({order})")
+        d = paired_difference(
+            {s: r.crop.get("miou_interest") for s, r in by_arm[upper].items()},
+            {s: r.crop.get("miou_interest") for s, r in by_arm[lower].items()},
+        )
+        rows.append(
+            f"| {upper} ≥ {lower} | {_cell(a)} | {_cell(b)} | {'yes' if apart else 'no'} | "
+            f"{_difference_cell(d)} | {'yes' if holds else 'no'} |"
+        )
+    verdict = (
+        "Met: each arm's interval lies wholly above the next one's."
+        if not failures
+        else "Not met: " + "; ".join(failures) + "."
+    )
+    return (
+        f"{title}\n\n{verdict} The per-arm intervals are the summary's; the paired difference (by seed) "
+        "is the sharper test of the same order.\n\n"
+        "| order | upper arm (%) | lower arm (%) | intervals apart? | paired difference [95 %] | holds? |\n"
+        "|---|---:|---:|---|---:|---|\n" + "\n".join(rows)
     )
 
 
@@ -534,6 +613,50 @@ def _class_section(
         "## Class analysis\n\n### Per-class IoU (%), mean over seeds ± 95 % half-width\n\n"
         f"Interest classes (the Local Object Branch's box classes) are marked *.\n\n{table}{differences}"
     )
+
+
+def _gradient_section(arms: list[str], by_arm: dict[str, dict[int, RunResult]]) -> str:
+    """Which loss terms drive the 3D encoder: per arm and term kind, the median over the measured
+    steps (every seed) of the term's gradient norm into the encoder, per-scale kinds summed."""
+    rows = []
+    for arm in arms:
+        steps = _kind_norms_per_step(by_arm[arm].values())
+        if not steps:
+            continue
+        cells = [
+            f"{statistics.median(values):.3f}" if (values := [s[k] for s in steps if k in s]) else "—"
+            for k in TERM_KINDS
+        ]
+        ratios = [s["aux3d"] / s["seg3d"] for s in steps if s.get("seg3d") and "aux3d" in s]
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else "—"
+        rows.append(f"| {arm} | {len(steps)} | " + " | ".join(cells) + f" | {ratio} |")
+    title = "## What drives the 3D encoder\n\n"
+    if not rows:
+        return f"{title}No run measured per-term gradients (`loop.term_grad_norms_every`)."
+    return (
+        f"{title}"
+        "Norm of each weighted loss term's gradient into the 3D encoder's parameters, measured every "
+        "`loop.term_grad_norms_every` steps: the median over those steps of every seed. A per-scale kind "
+        "(aux3d, fused, kl) is the sum of its scales' norms, an upper bound on the norm of their summed "
+        "gradient. A term of weight 0, or one that does not reach the 3D encoder (seg2d in 2ddata), is "
+        "0. The last column is the median per-step ratio of the auxiliary heads' pull to the main loss's.\n\n"
+        "| arm | measured steps | " + " | ".join(TERM_KINDS) + " | aux3d ÷ seg3d |\n"
+        "|---|---:|" + "---:|" * (len(TERM_KINDS) + 1) + "\n" + "\n".join(rows)
+    )
+
+
+def _kind_norms_per_step(runs: Iterable[RunResult]) -> list[dict[str, float]]:
+    """Per measured step of every run, each term kind's norm (per-scale terms summed)."""
+    steps: list[dict[str, float]] = []
+    for run in runs:
+        count = min((len(v) for v in run.term_norms.values()), default=0)
+        for i in range(count):
+            kinds: dict[str, float] = {}
+            for term, values in run.term_norms.items():
+                kind = term.split("/")[0]
+                kinds[kind] = kinds.get(kind, 0.0) + values[i]
+            steps.append(kinds)
+    return steps
 
 
 def _budget_section(

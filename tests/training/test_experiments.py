@@ -134,3 +134,53 @@ def test_two_arms_two_seeds_then_reuse(
     capsys.readouterr()
     assert main([*args, "--max-steps", "2"]) == 2
     assert "max_steps: recorded 1, asked 2" in capsys.readouterr().err
+
+
+def test_goal_and_gradient_sections() -> None:
+    """The goal check (order and intervals on the interest mIoU) and the per-term gradient table, on
+    figures whose outcome is worked out by hand."""
+    base = load_train_config("demo")
+    groups = interest_groups(base)
+    classes = sorted(groups["interest"] + groups["other"])
+    # Interest mIoU = mIoU − 10 points (`_crop`): 2ddata 54 ± 5.0, 2dpass 42 ± 5.0, 3d_paired 41.3 ± 5.2.
+    mious = {"2ddata": [0.62, 0.64, 0.66], "2dpass": [0.50, 0.52, 0.54], "3d_paired": [0.49, 0.52, 0.53]}
+    # Two measured steps per run: aux3d sums its scales (3 then 4) against seg3d (1 then 2).
+    norms = {"seg3d": (1.0, 2.0), "aux3d/0": (1.0, 1.0), "aux3d/1": (2.0, 3.0), "fused/0": (0.5, 0.5)}
+    results = [
+        RunResult(
+            arm, seed, _crop(m, dict.fromkeys(classes, m)), 1, 0.5, (0.5,), norms if arm == "2ddata" else {}
+        )
+        for arm, values in mious.items()
+        for seed, m in enumerate(values)
+    ]
+    setup = Setup("python -m training.experiments …", {"cpu": "a CPU"}, "data", None, (0, 1, 2), 1)
+    params = {arm: {"encoder3d": 10, "encoder2d": 0, "branch": 0, "total": 10} for arm in mious}
+    text = render_report(setup, base, results, params)
+
+    goal = text.split("## Goal: 2ddata ≥ 2dpass ≥ 3d_paired")[1].split("\n## ")[0]
+    assert "Not met: 2dpass ≥ 3d_paired (intervals overlap)." in goal
+    assert "| 2ddata ≥ 2dpass | 54.0 ± 5.0 | 42.0 ± 5.0 | yes | +12.0 [+12.0 to +12.0] | yes |" in goal
+    assert "| 2dpass ≥ 3d_paired | 42.0 ± 5.0 | 41.3 ± 5.2 | no |" in goal and goal.rstrip().endswith(
+        "| no |"
+    )
+
+    drives = text.split("## What drives the 3D encoder")[1].split("\n## ")[0]
+    assert "| arm | measured steps | seg3d | aux3d | fused | kl | seg2d | aux3d ÷ seg3d |" in drives
+    # Six measured steps (two per seed): seg3d median 1.5, aux3d 3.5, ratio median of 3, 2 → 2.5.
+    assert "| 2ddata | 6 | 1.500 | 3.500 | 0.500 | — | — | 2.50 |" in drives
+    assert "| 2dpass |" not in drives  # measured nothing: no row
+
+    # Without one of the three arms the goal is not checked, and says which is missing.
+    partial = render_report(setup, base, [r for r in results if r.arm != "2dpass"], params)
+    assert "Not checked: needs arm 2dpass." in partial
+
+
+def test_step_budget_comes_from_the_config_or_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --max-steps the config's loop.max_steps is the budget; a config without one (the
+    epoch-based nuScenes recipe) is refused before anything trains, naming the flag."""
+    assert load_train_config("experiments").loop.max_steps is not None
+    assert main(["--config", "nuscenes_2ddata", "--data-root", str(tmp_path), "--work", str(tmp_path)]) == 2
+    assert "sets no loop.max_steps: give --max-steps" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
