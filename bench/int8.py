@@ -40,6 +40,7 @@ import export.to_trt as to_trt
 from seg3d.config import ModelConfig
 from seg3d.io import write_atomic
 from seg3d.manifest import load_manifest
+from seg3d.ort_options import int8_kernels_exact
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import real_scans
 from seg3d.sysinfo import machine_info, machine_slug
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(args.checkpoint),
         "calibrate": [str(c) for c in args.calibrate],
         "int8_target": args.int8_target,
+        # how the service runs the int8 layers here (seg3d.ort_options): integer kernels, or emulated
+        "int8_kernels_exact": int8_kernels_exact(),
         "miou_synthetic": (
             {"sweeps": args.miou_synthetic, "seed": args.miou_seed, "version": SYNTHETIC_VERSION}
             if args.miou_synthetic
@@ -240,6 +243,13 @@ def render(report: dict[str, Any]) -> str:
         f"{report['created']}, {report['machine'].get('cpu', '?')}; ONNX Runtime through the service's "
         "backend; p50 over the timed runs of each real nuScenes sweep. Agreement: the export gate's worst "
         "argmax agreement with the spconv fp32 reference over every real scan.",
+        "",
+        (
+            "The int8 layers ran on ONNX Runtime's integer kernels (this CPU has VNNI)."
+            if report.get("int8_kernels_exact", True)
+            else "This CPU has no VNNI, where ONNX Runtime's integer kernels saturate: the service ran the "
+            "int8 layers emulated in float32 (exact labels, no int8 speed-up; `seg3d.ort_options`)."
+        ),
     ]
     header = (
         "| graph | int8 layers | worst agreement | preprocess ms | inference ms | inference vs sparse fp32 |"

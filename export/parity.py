@@ -29,12 +29,14 @@ __all__ = ["EngineSession", "engine_session", "ort_session", "run_parity"]
 def ort_session(
     onnx_bytes: bytes, threads: int | None = None, precision: str = "fp32"
 ) -> Any:  # onnxruntime.InferenceSession
-    """A CPU session of a graph of ``precision`` with the options of `seg3d.ort_options`."""
+    """A CPU session of a graph of ``precision`` with the options of `seg3d.ort_options`; an int8
+    graph's layers are computed exactly (emulated), whatever this CPU's integer kernels do, so that
+    calibration, layer choice and parity measure the graph itself."""
     import onnxruntime as ort
 
     return ort.InferenceSession(
         onnx_bytes,
-        session_options(threads),
+        session_options(threads, emulate_int8=precision == "int8"),
         providers=["CPUExecutionProvider"],
         disabled_optimizers=disabled_optimizers(precision),
     )

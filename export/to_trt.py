@@ -395,6 +395,8 @@ def _check_parity(
     reference_logits: dict[str, npt.NDArray[np.float32]] | None = None,
 ) -> ParityReport:
     runtime = "onnxruntime CPUExecutionProvider"
+    if precision == "int8":
+        runtime += ", int8 layers emulated exactly (Q/DQ unfused)"
     session = ort_session(onnx_bytes, precision=precision)
     return _parity_gate(
         session, runtime, model, config, precision, scans, graph=graph, reference_logits=reference_logits

@@ -28,7 +28,7 @@ from seg3d.graph_inputs import graph_form_of, graph_inputs
 from seg3d.manifest import MANIFEST_NAME, GraphForm, ManifestError, ServableGraph, load_manifest
 from seg3d.model import Encoder3D, TorchPrecision, labels_from_logits, spconv_available
 from seg3d.model.precision import CUDA_ONLY, HALF_DTYPES, native_bf16_cpu
-from seg3d.ort_options import disabled_optimizers, session_options
+from seg3d.ort_options import VNNI_FLAGS, disabled_optimizers, int8_kernels_exact, session_options
 from seg3d.preprocess import EncoderInputs
 
 __all__ = [
@@ -148,6 +148,9 @@ class OnnxRuntimeBackend:
     graph_name: str = "dense-fp32"
     precision: str = "fp32"
     int8_layers: int = 0
+    #: How an int8 graph's layers run: ONNX Runtime's ``integer`` kernels, or ``emulated`` in float
+    #: (exact, no int8 speed-up) on a CPU whose integer kernels saturate; None for a float graph.
+    int8_arithmetic: Literal["integer", "emulated"] | None = None
 
     @classmethod
     def load(
@@ -162,7 +165,10 @@ class OnnxRuntimeBackend:
             raise BackendUnavailable(f"{path} not found")
         recorded = servable.graph.form if servable is not None else None
         precision = servable.precision if servable is not None else "fp32"
-        options = session_options(threads)
+        # Without VNNI, ONNX Runtime's int8 kernels saturate (seg3d.ort_options): run the graph's
+        # quantization exactly in float rather than serve labels its export never measured.
+        emulate = precision == "int8" and not int8_kernels_exact()
+        options = session_options(threads, emulate_int8=emulate)
         cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
         # TF32 off: fp32 parity is measured in true fp32 (ONNX Runtime on CPU); TF32 matmuls are not.
         cuda_provider = ("CUDAExecutionProvider", {"use_tf32": "0"})
@@ -183,6 +189,13 @@ class OnnxRuntimeBackend:
                 "(check the CUDA 12 and cuDNN 9 libraries onnxruntime-gpu needs); serving on CPU",
                 ", ".join(active) or "no provider",
             )
+        if emulate and not on_cuda:
+            log.warning(
+                "onnxruntime: this CPU has no VNNI (%s), where ONNX Runtime's int8 kernels saturate; "
+                "the int8 graph runs with its quantization emulated in float32: the exported labels, "
+                "no int8 speed-up (serve the fp32 graph on this CPU for speed)",
+                "/".join(VNNI_FLAGS),
+            )
         # Feed the form of the graph's own inputs; the manifest must record the same.
         form = graph_form_of([i.name for i in session.get_inputs()])
         if recorded is not None and recorded != form:
@@ -199,6 +212,7 @@ class OnnxRuntimeBackend:
             graph_name=servable.name if servable is not None else f"{form}-fp32",
             precision=precision,
             int8_layers=sum(p == "int8" for p in layers.values()),
+            int8_arithmetic=None if precision != "int8" else "emulated" if emulate else "integer",
         )
 
     def check_points(self, points: int) -> None:

@@ -78,6 +78,13 @@ class LoadedModel:
         graph = self.graph_served
         return 0 if graph is None else sum(p == "int8" for p in graph.graph.layers.values())
 
+    @property
+    def int8_arithmetic(self) -> str | None:
+        """How ONNX Runtime runs the int8 layers: ``integer`` kernels or ``emulated`` in float on a
+        CPU without VNNI (`seg3d.ort_options`); None for a float graph or another backend."""
+        backend = self.segmenter.backend
+        return backend.int8_arithmetic if isinstance(backend, OnnxRuntimeBackend) else None
+
 
 def _describe(exc: BaseException, folder: object) -> str:
     """One line: the message of our own errors (they name their file), else the type and message,

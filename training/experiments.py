@@ -36,7 +36,7 @@ from training.data.synthetic import read_recipe
 from training.evaluate import interest_groups
 from training.intervals import Estimate, estimate, paired_difference
 from training.model import build_training_model, parameter_counts
-from training.model.config import BranchConfig
+from training.model.config import BranchConfig, term_kind
 from training.runs import (
     RUN_RECIPE,
     config_digest,
@@ -474,8 +474,7 @@ def _goal_section(by_arm: dict[str, dict[int, RunResult]]) -> str:
         apart = a.low is not None and b.high is not None and a.low > b.high
         holds = a.mean >= b.mean and apart
         if not holds:
-            order = "mean lower" if a.mean < b.mean else "intervals overlap" if not apart else ""
-            failures.append(f"{upper} ≥ {lower} ({order})")
+            failures.append(f"{upper} ≥ {lower} ({'mean lower' if a.mean < b.mean else 'intervals overlap'})")
         d = paired_difference(
             {s: r.crop.get("miou_interest") for s, r in by_arm[upper].items()},
             {s: r.crop.get("miou_interest") for s, r in by_arm[lower].items()},
@@ -653,7 +652,7 @@ def _kind_norms_per_step(runs: Iterable[RunResult]) -> list[dict[str, float]]:
         for i in range(count):
             kinds: dict[str, float] = {}
             for term, values in run.term_norms.items():
-                kind = term.split("/")[0]
+                kind = term_kind(term)
                 kinds[kind] = kinds.get(kind, 0.0) + values[i]
             steps.append(kinds)
     return steps

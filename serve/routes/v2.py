@@ -57,6 +57,7 @@ def _metadata(name: str, version: str | None, model: Model, state: State) -> dic
         "graph_form": model.graph_form,
         "graph": None if model.graph_served is None else model.graph_served.name,
         "int8_layers": model.int8_layers,
+        "int8_arithmetic": model.int8_arithmetic,
         "classes": classes,
         "formats": {f.value: f.description for f in PointFormat},
         "max_points": state.settings.max_points,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from seg3d.ort_options import int8_kernels_exact
 from seg3d.scans import real_data_dir, real_scans
 from tests.bench.conftest import load_bench_script
 
@@ -44,6 +45,8 @@ def test_bench_times_the_graphs_that_pass_and_reports_the_refused(tmp_path: Path
     # the dense and sparse fp32 graphs compute the same labels (the gate: 100 % on the real scans)
     assert abs(results["dense", "fp32"]["miou"] - results["sparse", "fp32"]["miou"]) < 1e-3
     table = (tmp_path / "r.md").read_text()
+    assert report["int8_kernels_exact"] == int8_kernels_exact()  # the report says how int8 ran here
+    assert ("integer kernels (this CPU has VNNI)" in table) == int8_kernels_exact()
     assert "| sparse int8 | | refused by the gate (export exit code 3) | | | | | |" in table
     assert "| sparse fp32 | 0 of 52 | 100.0000% |" in table and "1.00×" in table
     assert "synthetic mIoU % | mIoU Δ vs sparse fp32 |" in table and "3 held-out synthetic sweeps" in table

@@ -14,7 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import export.to_trt as to_trt
+from export.parity import ort_session
+from seg3d.graph_inputs import graph_inputs
 from seg3d.manifest import load_manifest
+from seg3d.ort_options import int8_kernels_exact
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import real_data_dir
 from serve.app import create_app
@@ -53,13 +56,21 @@ def test_demo_int8_export_passes_the_gate(tmp_path: Path, real: Path, nuscenes_s
     assert int8 and set(quantization.activation_ranges) <= int8  # plus the shortcuts riding along
     assert set(quantization.float_layers).isdisjoint(int8)
     assert {"QuantizeLinear", "DequantizeLinear"} <= set(manifest.graph.op_types)
-    # the service's ONNX Runtime backend runs it on the integer kernels, in the recorded form
+    assert "emulated exactly" in parity.runtime  # the graph's arithmetic, not this CPU's kernels
+    # the service's ONNX Runtime backend runs it in the recorded form: on the integer kernels where
+    # they are exact (VNNI), else emulated, and then with the very labels the export measured
     backend = OnnxRuntimeBackend.load(out, manifest.config, threads=None)
-    assert backend.graph == "sparse"
+    arithmetic = "integer" if int8_kernels_exact() else "emulated"
+    assert backend.graph == "sparse" and backend.int8_arithmetic == arithmetic
     points = nuscenes_scans[0].points
     points = points[crop_mask(points[:, :3], manifest.config.grid)]
-    labels = backend.predict(prepare_inputs(points, manifest.config))
+    inputs = prepare_inputs(points, manifest.config)
+    labels = backend.predict(inputs)
     assert labels.shape == (points.shape[0],) and int(labels.min()) > 0
+    exported = ort_session((out / "model.onnx").read_bytes(), precision="int8")
+    feeds = {k: v.numpy() for k, v in graph_inputs(inputs, manifest.config, "sparse").items()}
+    agreement = float((exported.run(["labels"], feeds)[0] == labels).mean())
+    assert agreement == 1.0 if arithmetic == "emulated" else agreement >= 0.99
     with TestClient(create_app(ServeSettings(model=out, backend="onnxruntime"))) as client:
         deadline = time.monotonic() + 60
         while client.get("/v2/health/ready").status_code != 200:
@@ -67,7 +78,7 @@ def test_demo_int8_export_passes_the_gate(tmp_path: Path, real: Path, nuscenes_s
             time.sleep(0.1)
         meta = client.get("/v2/models/demo-int8").json()
     assert (meta["precision"], meta["graph_form"]) == ("int8", "sparse")
-    assert meta["int8_layers"] == len(int8)
+    assert meta["int8_layers"] == len(int8) and meta["int8_arithmetic"] == arithmetic
 
 
 def test_broken_calibration_fails_the_gate_and_writes_nothing(tmp_path: Path, real: Path, capsys) -> None:

@@ -23,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from seg3d.checkpoint import Mode
 from training.model.image_encoder import ImageBackbone
 
-__all__ = ["BranchConfig", "ImageBackbone", "LOBAttention", "Mode", "pretrained_backbone_problem"]
+__all__ = [
+    "BranchConfig",
+    "ImageBackbone",
+    "LOBAttention",
+    "Mode",
+    "pretrained_backbone_problem",
+    "term_kind",
+]
 
 #: How the Local Object Branch uses its in-box attention weights (`training.model.lob.LOBScale`).
 LOBAttention = Literal["box_token", "point_weights"]
@@ -83,7 +90,7 @@ class BranchConfig(BaseModel):
 
     def term_weight(self, name: str, num_scales: int) -> float:
         """Weight of the loss term ``name`` (``seg3d``, ``seg2d``, ``aux3d/i``, ``fused/i``, ``kl/i``)."""
-        kind = name.split("/")[0]
+        kind = term_kind(name)
         weights = {
             "seg3d": self.seg3d_weight,
             "seg2d": self.seg2d_weight,
@@ -94,6 +101,11 @@ class BranchConfig(BaseModel):
         if kind not in weights:
             raise KeyError(f"unknown loss term {name!r}")
         return weights[kind]
+
+
+def term_kind(name: str) -> str:
+    """The kind of the loss term ``name``: ``aux3d`` for ``aux3d/2``; a single term is its own kind."""
+    return name.split("/")[0]
 
 
 def pretrained_backbone_problem(image_encoder: ImageBackbone, image_pretrained: Path | None) -> str | None:
