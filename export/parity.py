@@ -23,20 +23,32 @@ from seg3d.ort_options import disabled_optimizers, session_options
 from seg3d.preprocess import crop_mask, prepare_inputs
 from seg3d.scans import RealScan
 
-__all__ = ["EngineSession", "engine_session", "ort_session", "run_parity"]
+__all__ = ["EngineSession", "engine_session", "ort_runtime", "ort_session", "run_parity"]
+
+
+def _emulates_int8(precision: str) -> bool:
+    """Whether `ort_session` computes the int8 layers exactly (all int8 graphs: export measures the
+    graph itself, whatever this CPU's integer kernels do)."""
+    return precision == "int8"
+
+
+def ort_runtime(precision: str) -> str:
+    """How `ort_session` runs a graph of ``precision``, in words (the manifest's parity runtime)."""
+    emulated = ", int8 layers emulated exactly (Q/DQ unfused)" if _emulates_int8(precision) else ""
+    return f"onnxruntime CPUExecutionProvider{emulated}"
 
 
 def ort_session(
     onnx_bytes: bytes, threads: int | None = None, precision: str = "fp32"
 ) -> Any:  # onnxruntime.InferenceSession
     """A CPU session of a graph of ``precision`` with the options of `seg3d.ort_options`; an int8
-    graph's layers are computed exactly (emulated), whatever this CPU's integer kernels do, so that
-    calibration, layer choice and parity measure the graph itself."""
+    graph's layers are computed exactly (emulated), so that calibration, layer choice and parity
+    measure the graph itself."""
     import onnxruntime as ort
 
     return ort.InferenceSession(
         onnx_bytes,
-        session_options(threads, emulate_int8=precision == "int8"),
+        session_options(threads, emulate_int8=_emulates_int8(precision)),
         providers=["CPUExecutionProvider"],
         disabled_optimizers=disabled_optimizers(precision),
     )

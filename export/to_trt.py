@@ -61,7 +61,7 @@ from export.calibrate import (
 )
 from export.manifest import build_manifest, graph_info
 from export.onnx_graph import build_encoder_graph
-from export.parity import engine_session, ort_session, run_parity
+from export.parity import engine_session, ort_runtime, ort_session, run_parity
 from export.profiles import (
     check_max_points,
     default_workspace_bytes,
@@ -394,10 +394,8 @@ def _check_parity(
     graph: GraphForm = "dense",
     reference_logits: dict[str, npt.NDArray[np.float32]] | None = None,
 ) -> ParityReport:
-    runtime = "onnxruntime CPUExecutionProvider"
-    if precision == "int8":
-        runtime += ", int8 layers emulated exactly (Q/DQ unfused)"
     session = ort_session(onnx_bytes, precision=precision)
+    runtime = ort_runtime(precision)
     return _parity_gate(
         session, runtime, model, config, precision, scans, graph=graph, reference_logits=reference_logits
     )

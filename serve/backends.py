@@ -149,7 +149,8 @@ class OnnxRuntimeBackend:
     precision: str = "fp32"
     int8_layers: int = 0
     #: How an int8 graph's layers run: ONNX Runtime's ``integer`` kernels, or ``emulated`` in float
-    #: (exact, no int8 speed-up) on a CPU whose integer kernels saturate; None for a float graph.
+    #: (exact, no int8 speed-up) on a CPU whose integer kernels saturate; None for a float graph or a
+    #: session on CUDA (the CPU's kernels do not run it).
     int8_arithmetic: Literal["integer", "emulated"] | None = None
 
     @classmethod
@@ -189,7 +190,8 @@ class OnnxRuntimeBackend:
                 "(check the CUDA 12 and cuDNN 9 libraries onnxruntime-gpu needs); serving on CPU",
                 ", ".join(active) or "no provider",
             )
-        if emulate and not on_cuda:
+        int8_on_cpu = precision == "int8" and not on_cuda
+        if int8_on_cpu and emulate:
             log.warning(
                 "onnxruntime: this CPU has no VNNI (%s), where ONNX Runtime's int8 kernels saturate; "
                 "the int8 graph runs with its quantization emulated in float32: the exported labels, "
@@ -212,7 +214,7 @@ class OnnxRuntimeBackend:
             graph_name=servable.name if servable is not None else f"{form}-fp32",
             precision=precision,
             int8_layers=sum(p == "int8" for p in layers.values()),
-            int8_arithmetic=None if precision != "int8" else "emulated" if emulate else "integer",
+            int8_arithmetic=("emulated" if emulate else "integer") if int8_on_cpu else None,
         )
 
     def check_points(self, points: int) -> None:

@@ -81,7 +81,8 @@ class LoadedModel:
     @property
     def int8_arithmetic(self) -> str | None:
         """How ONNX Runtime runs the int8 layers: ``integer`` kernels or ``emulated`` in float on a
-        CPU without VNNI (`seg3d.ort_options`); None for a float graph or another backend."""
+        CPU without VNNI (`seg3d.ort_options`); None for a float graph, a CUDA session or another
+        backend."""
         backend = self.segmenter.backend
         return backend.int8_arithmetic if isinstance(backend, OnnxRuntimeBackend) else None
 
